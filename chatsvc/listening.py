@@ -1,0 +1,111 @@
+"""
+Listening on an endpoint description the way a user expects of a server.
+
+L{ListenService} binds in C{privilegedStartService} (before twistd drops
+privileges), and a port that cannot be bound (in use, no permission) is
+one line on standard error and exit status 1, not a traceback.  On stop
+it stops listening first, then closes its connections with a notice
+(L{chatsvc.lineproto.LineFactory.closeAll}).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+from twisted.application import service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+log = Logger()
+
+
+def describeAddress(address) -> str:
+    """
+    A listening address as a person would write it.
+    """
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is not None and port is not None:
+        kind = getattr(address, "type", "TCP").lower()
+        return f"{kind} {host}:{port}"
+    name = getattr(address, "name", None)
+    if name is not None:
+        return f"unix {name.decode() if isinstance(name, bytes) else name}"
+    return str(address)
+
+
+def raiseFileLimit(wanted: int = 65536) -> int:
+    """
+    Raise the soft open-file limit towards the hard one: running out of
+    descriptors makes Twisted close new sockets silently (HARDENING.md).
+
+    @return: the soft limit now in force.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    return soft
+
+
+class ListenService(service.Service):
+    """
+    Listen on one endpoint description with one factory.
+
+    @ivar port: the C{IListeningPort} once listening.
+    """
+
+    def __init__(self, description: str, factory, label: str, reactor=None,
+                 notice: str | None = None) -> None:
+        self.description = description
+        self.factory = factory
+        self.label = label
+        self.notice = notice
+        self.reactor = reactor
+        self.port = None
+
+    def _reactor(self):
+        if self.reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+        return self.reactor
+
+    def privilegedStartService(self) -> None:
+        service.Service.privilegedStartService(self)
+        endpoint = endpoints.serverFromString(self._reactor(), self.description)
+        outcome = []
+        endpoint.listen(self.factory).addBoth(outcome.append)
+        if not outcome:  # an endpoint that listens later: report failures then
+            raise RuntimeError(f"{self.description}: endpoint did not listen at once")
+        result = outcome[0]
+        if isinstance(result, Failure):
+            reason = result.value
+            why = getattr(reason, "socketError", None) or reason
+            why = getattr(why, "strerror", None) or str(why)
+            sys.stderr.write(f"{self.label}: cannot listen on {self.description}: {why}\n")
+            sys.stderr.flush()
+            raise SystemExit(1)
+        self.port = result
+        log.info("{label} listening on {address}", label=self.label,
+                 address=describeAddress(self.port.getHost()))
+
+    def startService(self) -> None:
+        if self.port is None:
+            self.privilegedStartService()
+        service.Service.startService(self)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        port, self.port = self.port, None
+        d = defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
+        closeAll = getattr(self.factory, "closeAll", None)
+        if closeAll is not None:
+            d.addCallback(lambda _: closeAll(self.notice))
+        return d

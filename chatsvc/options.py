@@ -1,0 +1,143 @@
+"""
+Command-line options shared by the chatsvc twistd plugins.
+
+twistd answers a bad flag by printing its whole usage text and then the
+error; L{ServiceOptions} answers with one line naming the flag and what is
+wrong, and exits with status 2.  Values are checked in C{postOptions} by
+the small parsers below, each of which names its flag in its error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.python import usage
+
+from chatsvc.lineproto import Limits
+
+DEFAULT_PORT = 21567
+
+
+def portDescription(flag: str, value: str, backlog: int = 1024) -> str:
+    """
+    Turn a C{--port}-style value into a server endpoint description.
+
+    A bare number becomes C{tcp:N} (C{serverFromString} does not accept a
+    bare number); TCP and TLS descriptions get a listen backlog of
+    C{backlog} unless they name one, so a burst of connects is answered
+    rather than dropped (Twisted's default is 50).
+    """
+    value = value.strip()
+    if not value:
+        raise usage.UsageError(f"{flag}: needs a port number or an endpoint description")
+    if value.isdigit():
+        port = int(value)
+        if not 0 <= port <= 65535:
+            raise usage.UsageError(f"{flag}: port {value} is out of range 0-65535")
+        value = f"tcp:{port}"
+    kind = value.split(":", 1)[0].lower()
+    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in value:
+        value += f":backlog={backlog}"
+    _checkEndpoint(flag, value)
+    return value
+
+
+def _checkEndpoint(flag: str, description: str) -> None:
+    """
+    Parse C{description} now, so that a typo is a one-line error at start
+    and not a traceback later.  Nothing listens yet.
+    """
+    from twisted.internet import endpoints, reactor
+
+    try:
+        endpoints.serverFromString(reactor, description)
+    except Exception as e:  # any parse or certificate error is the user's
+        raise usage.UsageError(f"{flag}: cannot use {description!r}: {_why(e)}") from e
+
+
+def _why(e: Exception) -> str:
+    text = str(e).strip() or e.__class__.__name__
+    return text.splitlines()[0]
+
+
+def integer(flag: str, value, minimum: int = 0, maximum: int | None = None) -> int:
+    """
+    Parse a whole number for C{flag} within C{minimum}..C{maximum}.
+    """
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise usage.UsageError(f"{flag}: expected a whole number, not {value!r}") from None
+    if number < minimum:
+        raise usage.UsageError(f"{flag}: must be at least {minimum}, not {number}")
+    if maximum is not None and number > maximum:
+        raise usage.UsageError(f"{flag}: must be at most {maximum}, not {number}")
+    return number
+
+
+def seconds(flag: str, value, minimum: float = 0.0) -> float:
+    """
+    Parse a number of seconds for C{flag}.
+    """
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise usage.UsageError(f"{flag}: expected a number of seconds, not {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")) or number < minimum:
+        raise usage.UsageError(f"{flag}: must be a number of seconds >= {minimum:g}")
+    return number
+
+
+class ServiceOptions(usage.Options):
+    """
+    Base of every chatsvc plugin's options: the common line-service
+    flags, and one-line errors.
+
+    @cvar command: the twistd subcommand, for messages.
+    """
+
+    command = "chatsvc"
+
+    optParameters = [
+        ["port", "p", str(DEFAULT_PORT), "Port number or endpoint description to listen on "
+         "(e.g. 21567, tcp:21567:interface=127.0.0.1, ssl:..., unix:/path)."],
+        ["max-line", None, str(Limits.maxLine), "Longest accepted line in bytes; "
+         "a longer line is refused with an error line."],
+        ["max-clients", None, str(Limits.maxClients), "Most connections at once "
+         "(0: no cap)."],
+        ["max-per-address", None, str(Limits.maxPerAddress), "Most connections from one "
+         "IPv4 address or IPv6 /64 (0: no cap). Loopback is exempt unless --limit-loopback."],
+        ["send-queue", None, str(Limits.sendQueue), "Bytes of unsent output after which "
+         "a client that does not read is disconnected."],
+        ["idle-timeout", None, "0", "Seconds without a line before a client is "
+         "disconnected (0: never)."],
+    ]
+
+    optFlags = [
+        ["limit-loopback", None, "Apply --max-per-address to loopback clients too."],
+    ]
+
+    def parseOptions(self, options=None):
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            message = str(e)
+            prefix = "Parameter type enforcement failed: "
+            if message.startswith(prefix):
+                message = message[len(prefix) :]
+            sys.stderr.write(
+                f"twistd {self.command}: error: {message}\n"
+                f"(twistd {self.command} --help lists the options)\n"
+            )
+            raise SystemExit(2) from None
+
+    def postOptions(self) -> None:
+        self["port"] = portDescription("--port", self["port"])
+        self["limits"] = Limits(
+            maxLine=integer("--max-line", self["max-line"], 16, 1024 * 1024),
+            maxClients=integer("--max-clients", self["max-clients"]),
+            maxPerAddress=integer("--max-per-address", self["max-per-address"]),
+            limitLoopback=bool(self["limit-loopback"]),
+            sendQueue=integer("--send-queue", self["send-queue"], 1024),
+            idleTimeout=seconds("--idle-timeout", self["idle-timeout"]),
+        )
