@@ -126,8 +126,7 @@ class ConnectionPolicy:
         counted = key is not None and (limits.limitLoopback or not isLoopback(key))
         if counted and limits.maxPerAddress and self.perAddress[key] >= limits.maxPerAddress:
             return (
-                "error: too many connections from your address "
-                f"(limit {limits.maxPerAddress})",
+                f"error: too many connections from your address (limit {limits.maxPerAddress})",
                 None,
             )
         self.count += 1

@@ -61,8 +61,9 @@ class ListenService(service.Service):
     @ivar port: the C{IListeningPort} once listening.
     """
 
-    def __init__(self, description: str, factory, label: str, reactor=None,
-                 notice: str | None = None) -> None:
+    def __init__(
+        self, description: str, factory, label: str, reactor=None, notice: str | None = None
+    ) -> None:
         self.description = description
         self.factory = factory
         self.label = label
@@ -93,8 +94,11 @@ class ListenService(service.Service):
             sys.stderr.flush()
             raise SystemExit(1)
         self.port = result
-        log.info("{label} listening on {address}", label=self.label,
-                 address=describeAddress(self.port.getHost()))
+        log.info(
+            "{label} listening on {address}",
+            label=self.label,
+            address=describeAddress(self.port.getHost()),
+        )
 
     def startService(self) -> None:
         if self.port is None:

@@ -99,18 +99,39 @@ class ServiceOptions(usage.Options):
     command = "chatsvc"
 
     optParameters = [
-        ["port", "p", str(DEFAULT_PORT), "Port number or endpoint description to listen on "
-         "(e.g. 21567, tcp:21567:interface=127.0.0.1, ssl:..., unix:/path)."],
-        ["max-line", None, str(Limits.maxLine), "Longest accepted line in bytes; "
-         "a longer line is refused with an error line."],
-        ["max-clients", None, str(Limits.maxClients), "Most connections at once "
-         "(0: no cap)."],
-        ["max-per-address", None, str(Limits.maxPerAddress), "Most connections from one "
-         "IPv4 address or IPv6 /64 (0: no cap). Loopback is exempt unless --limit-loopback."],
-        ["send-queue", None, str(Limits.sendQueue), "Bytes of unsent output after which "
-         "a client that does not read is disconnected."],
-        ["idle-timeout", None, "0", "Seconds without a line before a client is "
-         "disconnected (0: never)."],
+        [
+            "port",
+            "p",
+            str(DEFAULT_PORT),
+            "Port number or endpoint description to listen on "
+            "(e.g. 21567, tcp:21567:interface=127.0.0.1, ssl:..., unix:/path).",
+        ],
+        [
+            "max-line",
+            None,
+            str(Limits.maxLine),
+            "Longest accepted line in bytes; a longer line is refused with an error line.",
+        ],
+        ["max-clients", None, str(Limits.maxClients), "Most connections at once (0: no cap)."],
+        [
+            "max-per-address",
+            None,
+            str(Limits.maxPerAddress),
+            "Most connections from one "
+            "IPv4 address or IPv6 /64 (0: no cap). Loopback is exempt unless --limit-loopback.",
+        ],
+        [
+            "send-queue",
+            None,
+            str(Limits.sendQueue),
+            "Bytes of unsent output after which a client that does not read is disconnected.",
+        ],
+        [
+            "idle-timeout",
+            None,
+            "0",
+            "Seconds without a line before a client is disconnected (0: never).",
+        ],
     ]
 
     optFlags = [

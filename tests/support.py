@@ -176,16 +176,24 @@ class TwistdProcess(protocol.ProcessProtocol):
         self.exitCode: int | None = None
 
     @classmethod
-    async def start(cls, service: str, *args: str, cwd: str, listeners: int = 1,
-                    env: dict | None = None) -> TwistdProcess:
+    async def start(
+        cls, service: str, *args: str, cwd: str, listeners: int = 1, env: dict | None = None
+    ) -> TwistdProcess:
         """
         Start the service and wait until C{listeners} listeners are up.
         """
         self = cls()
         self._wanted = listeners
         self._ready = defer.Deferred()
-        argv = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
-                "-n", "--pidfile=", service, *args]
+        argv = [
+            sys.executable,
+            "-c",
+            "from twisted.scripts.twistd import run; run()",
+            "-n",
+            "--pidfile=",
+            service,
+            *args,
+        ]
         environ = dict(os.environ)
         environ.pop("NO_COLOR", None)
         environ["PYTHONUNBUFFERED"] = "1"
@@ -216,7 +224,7 @@ class TwistdProcess(protocol.ProcessProtocol):
     def _collect(self, data: bytes) -> None:
         start = len(self.output)
         self.output += data
-        text = bytes(self.output[max(0, start - 200):])
+        text = bytes(self.output[max(0, start - 200) :])
         for match in _LISTENING.finditer(text):
             entry = (match.group(1).decode(), match.group(2).decode())
             if entry not in self.listening:
@@ -229,9 +237,12 @@ class TwistdProcess(protocol.ProcessProtocol):
         self.exitCode = reason.value.exitCode
         if self._ready is not None:
             ready, self._ready = self._ready, None
-            ready.errback(RuntimeError(
-                f"twistd exited ({self.exitCode}) before listening:\n"
-                + self.output.decode("utf-8", "replace")))
+            ready.errback(
+                RuntimeError(
+                    f"twistd exited ({self.exitCode}) before listening:\n"
+                    + self.output.decode("utf-8", "replace")
+                )
+            )
         self.ended.callback(self.exitCode)
 
     def signal(self, name: str = "TERM") -> None:
@@ -268,8 +279,13 @@ class TwistdProcess(protocol.ProcessProtocol):
         return self.exitCode
 
 
-async def runProcess(argv: list[str], stdin: bytes = b"", cwd: str | None = None,
-                     env: dict | None = None, seconds: float = DEADLINE):
+async def runProcess(
+    argv: list[str],
+    stdin: bytes = b"",
+    cwd: str | None = None,
+    env: dict | None = None,
+    seconds: float = DEADLINE,
+):
     """
     Run a command to completion: C{(exitCode, stdout, stderr)}.
     """
