@@ -238,10 +238,10 @@ class LineProtocol(protocol.Protocol):
         self._handling = True
         try:
             framer = self.framer
-            while not self._holds and not self.disconnecting:
-                line = framer.next()
-                if line is None:
+            while not self._holds and not self.disconnecting and len(framer):
+                if not self.lineAllowed():
                     break
+                line = framer.next()
                 self._lastActivity = self.clock.seconds()
                 if line is TOO_LONG:
                     self.lineTooLong()
@@ -281,6 +281,14 @@ class LineProtocol(protocol.Protocol):
         Whether input is held (for C{reason}, or for any reason).
         """
         return bool(self._holds) if reason is None else reason in self._holds
+
+    def lineAllowed(self) -> bool:
+        """
+        Whether the next line may be handled now (flood control).  A
+        subclass that says no must hold input (L{holdInput}) and release
+        it when the line may go; the line waits in the framer meanwhile.
+        """
+        return True
 
     def lineReceived(self, line: str) -> None:
         """
@@ -446,6 +454,7 @@ class LineFactory(protocol.Factory):
     """
 
     protocol = LineProtocol
+    noisy = False
 
     def __init__(self, limits: Limits | None = None, clock=None) -> None:
         if clock is None:

@@ -70,6 +70,7 @@ class ListenService(service.Service):
         self.notice = notice
         self.reactor = reactor
         self.port = None
+        self.grace: float | None = None
 
     def _reactor(self):
         if self.reactor is None:
@@ -111,5 +112,5 @@ class ListenService(service.Service):
         d = defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
         closeAll = getattr(self.factory, "closeAll", None)
         if closeAll is not None:
-            d.addCallback(lambda _: closeAll(self.notice))
+            d.addCallback(lambda _: closeAll(self.notice, self.grace))
         return d

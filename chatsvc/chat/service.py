@@ -1,0 +1,149 @@
+"""
+C{twistd chat}: the options and the service tree of the chat server.
+
+The tree is a L{ChatService} (a C{MultiService}) that owns the history
+store and the hub, with one listener per protocol (the native line
+protocol now; gateways later).  Starting opens the history before
+anything listens, so a store that cannot be used is a one-line error and
+exit status 1; stopping stops listening, says goodbye to everyone, waits
+a short grace, then writes out the history.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from twisted.application import service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from chatsvc.chat.history import HistoryError, MemoryHistory, SQLiteHistory
+from chatsvc.chat.lines import ChatFactory, ChatLimits
+from chatsvc.chat.rooms import Hub
+from chatsvc.listening import ListenService, raiseFileLimit
+from chatsvc.options import ServiceOptions, integer, seconds
+
+log = Logger()
+
+DEFAULT_HISTORY = "chatsvc-history.sqlite3"
+MEMORY = ":memory:"
+
+#: Seconds clients get to take their last lines at shutdown before abort.
+SHUTDOWN_GRACE = 2.0
+
+
+class Options(ServiceOptions):
+    """
+    twistd chat [options]
+    """
+
+    command = "chat"
+    synopsis = "[options]"
+    longdesc = (
+        "Multi-room chat over a line protocol (try: nc 127.0.0.1 21567, then "
+        "send NAME [ROOM]). History is kept in a SQLite file; use "
+        "--history :memory: to keep it in memory only."
+    )
+
+    optParameters = [
+        [
+            "history",
+            None,
+            DEFAULT_HISTORY,
+            "History file (SQLite), created if missing; ':memory:' keeps history in "
+            "memory only (lost on restart).",
+        ],
+        [
+            "replay",
+            None,
+            str(ChatLimits.replay),
+            "Messages of the room's history replayed to a member who joins (0: none).",
+        ],
+        [
+            "login-timeout",
+            None,
+            str(ChatLimits.loginTimeout),
+            "Seconds a new connection has to log in.",
+        ],
+        [
+            "flood-burst",
+            None,
+            str(ChatLimits.floodBurst),
+            "Lines a client may send at once before pacing starts.",
+        ],
+        [
+            "flood-rate",
+            None,
+            str(ChatLimits.floodRate),
+            "Lines per second a client may send after the burst (more are delayed, not lost).",
+        ],
+        [
+            "recv-queue",
+            None,
+            str(ChatLimits.recvQueue),
+            "Complete lines that may wait for the flood rate before the client is disconnected.",
+        ],
+    ]
+
+    def postOptions(self) -> None:
+        super().postOptions()
+        base = self["limits"]
+        self["limits"] = ChatLimits(
+            **vars(base),
+            loginTimeout=seconds("--login-timeout", self["login-timeout"], 0.001),
+            floodBurst=integer("--flood-burst", self["flood-burst"], 1),
+            floodRate=seconds("--flood-rate", self["flood-rate"], 0.001),
+            recvQueue=integer("--recv-queue", self["recv-queue"], 1),
+            replay=integer("--replay", self["replay"], 0, 200),
+        )
+        if not self["history"].strip():
+            from twisted.python import usage
+
+            raise usage.UsageError("--history: needs a file name or :memory:")
+
+
+class ChatService(service.MultiService):
+    """
+    The chat server: history store, hub and listeners.
+    """
+
+    def __init__(self, hub: Hub, history) -> None:
+        super().__init__()
+        self.hub = hub
+        self.history = history
+
+    def privilegedStartService(self) -> None:
+        try:
+            if hasattr(self.history, "open"):
+                self.history.open()
+            self.hub.restore()
+        except HistoryError as e:
+            sys.stderr.write(f"twistd chat: {e}\n")
+            sys.stderr.flush()
+            raise SystemExit(1) from None
+        super().privilegedStartService()
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        log.info("chat: shutting down")
+        yield super().stopService()
+        yield self.history.stop()
+        log.info("chat: history written, stopped")
+
+
+def makeService(options: Options) -> ChatService:
+    from twisted.internet import reactor
+
+    raiseFileLimit()
+    path = options["history"]
+    history = MemoryHistory() if path == MEMORY else SQLiteHistory(path, reactor)
+    hub = Hub(reactor, history)
+    limits = options["limits"]
+    factory = ChatFactory(hub, limits, reactor)
+    top = ChatService(hub, history)
+    listener = ListenService(
+        options["port"], factory, "chat", reactor, notice="server shutting down"
+    )
+    listener.grace = SHUTDOWN_GRACE
+    listener.setServiceParent(top)
+    return top
