@@ -390,19 +390,20 @@ class Session:
         self.connection.transport.write(line + b"\n")
 
     def _loginReply(self, text: str) -> None:
+        """
+        The first line after a login is its answer: say which it was (the
+        server's text explains), then go on, ask again or give up.
+        """
         kind, _, rest = text.partition(":")
         rest = rest.strip()
         if kind == "success":
-            self.console.showStatus(f"logged in as {self.name}: {rest}", "ok")
+            self.console.showStatus(f"login success: {rest}", "ok")
             self._ready()
-        elif kind == "reuse":
-            self.console.showStatus(f"the name {self.name} is taken: {rest}", "error")
-            self._refused()
-        elif kind == "error":
-            self.console.showStatus(f"login refused: {rest}", "error")
+        elif kind in ("reuse", "error"):
+            self.console.showStatus(f"login {kind}: {rest}", "error")
             self._refused()
         elif kind == "full":
-            self.console.showStatus(f"the server is full: {rest}", "error")
+            self.console.showStatus(f"login full: {rest}", "error")
             self._finish(EXIT_REFUSED)
         else:
             self.console.showStatus(
@@ -421,6 +422,7 @@ class Session:
             self.console.showStatus("type another name (Ctrl-D leaves)", "info")
             self.console.setPrompt("name: ")
         else:
+            self.console.showStatus("not logged in (no terminal to ask for another name)", "error")
             self._finish(EXIT_REFUSED)
 
     def _rename(self, line: bytes) -> None:
