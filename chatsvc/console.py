@@ -694,7 +694,7 @@ class TerminalConsole(_ConsoleBase, HistoricRecvLine):
         Put a line from the history into the buffer, a character at a time.
         """
         for char in _chars(buf.decode("utf-8", "replace")):
-            self.characterReceived(encode(char), True)
+            self.characterReceived(char, True)
         self.drawInputLine()
 
     def _setBuffer(self, chars, index: int) -> None:
