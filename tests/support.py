@@ -60,12 +60,14 @@ class LineClient(protocol.Protocol):
         self._waiters: deque[defer.Deferred] = deque()
         self._buffer = b""
         self.received = bytearray()
-        self.connected = defer.Deferred()
+        # Not "connected": Protocol.makeConnection sets that to 1 before
+        # connectionMade, which broke every connect().
+        self.made = defer.Deferred()
         self.closed = defer.Deferred()
         self.isClosed = False
 
     def connectionMade(self) -> None:
-        self.connected.callback(self)
+        self.made.callback(self)
 
     def dataReceived(self, data: bytes) -> None:
         self.received += data
