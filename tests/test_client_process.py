@@ -159,7 +159,7 @@ class ClientProcess(protocol.ProcessProtocol):
         self.err = bytearray()
         self.ended: defer.Deferred = defer.Deferred()
         self.exitCode: int | None = None
-        self._waiters: list[tuple[bytes, defer.Deferred]] = []
+        self._waiters: list[tuple[bytearray, bytes, defer.Deferred]] = []
 
     @classmethod
     def start(cls, test: TestCase, *args: str, env: dict | None = None) -> ClientProcess:
@@ -171,18 +171,23 @@ class ClientProcess(protocol.ProcessProtocol):
 
     def outReceived(self, data: bytes) -> None:
         self.out += data
-        for item in list(self._waiters):
-            if item[0] in self.out:
-                self._waiters.remove(item)
-                item[1].callback(bytes(self.out))
+        self._check()
 
     def errReceived(self, data: bytes) -> None:
         self.err += data
+        self._check()
+
+    def _check(self) -> None:
+        for item in list(self._waiters):
+            stream, text, d = item
+            if text in stream:
+                self._waiters.remove(item)
+                d.callback(bytes(stream))
 
     def processEnded(self, reason) -> None:
         self.exitCode = reason.value.exitCode
         waiters, self._waiters = self._waiters, []
-        for text, d in waiters:
+        for _stream, text, d in waiters:
             d.errback(AssertionError(f"client exited without writing {text!r}: {self.report()}"))
         self.ended.callback(self.exitCode)
 
@@ -199,13 +204,22 @@ class ClientProcess(protocol.ProcessProtocol):
         """
         Fires once standard output holds C{text}.
         """
-        if text in self.out:
-            return defer.succeed(bytes(self.out))
+        return self._waitFor(self.out, text, "output")
+
+    def waitError(self, text: bytes) -> defer.Deferred:
+        """
+        Fires once standard error holds C{text}.
+        """
+        return self._waitFor(self.err, text, "standard error")
+
+    def _waitFor(self, stream: bytearray, text: bytes, name: str) -> defer.Deferred:
+        if text in stream:
+            return defer.succeed(bytes(stream))
         if self.exitCode is not None:
             return defer.fail(AssertionError(f"no {text!r}: {self.report()}"))
         d = defer.Deferred()
-        self._waiters.append((text, d))
-        return withDeadline(d, f"{text!r} on the client's output")
+        self._waiters.append((stream, text, d))
+        return withDeadline(d, f"{text!r} on the client's {name}")
 
     def wait(self) -> defer.Deferred:
         if self.ended.called:
