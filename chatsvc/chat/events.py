@@ -10,6 +10,7 @@ writes the very same bytes object to every member that reads that format.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC, datetime
 
@@ -28,6 +29,9 @@ RENAME = "rename"
 HISTORIC = (MESSAGE, ACTION)
 
 
+_LINE_BREAKS = re.compile("[\x85\u2028\u2029]")
+
+
 def isoTime(ts: float) -> str:
     """
     ISO 8601 in UTC with microseconds, as the JSON rendering wants.
@@ -38,10 +42,16 @@ def isoTime(ts: float) -> str:
 
 def dumps(obj: dict) -> str:
     """
-    One compact JSON object on one line (C{json} escapes controls and the
-    Unicode line separators, so it never breaks the line framing).
+    One compact JSON object on one line.  C{json} escapes the controls,
+    LF among them, but not U+0085, U+2028 and U+2029, which Python's
+    C{str.splitlines} (and U+2028/9 older JavaScript) take for line ends:
+    those are escaped here, so that one object is one line for every
+    reader.
     """
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    line = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    if _LINE_BREAKS.search(line) is not None:
+        line = _LINE_BREAKS.sub(lambda m: "\\u%04x" % ord(m.group()), line)
+    return line
 
 
 class Event:
