@@ -20,8 +20,38 @@ from collections import deque
 from chatsvc.chat import events
 from chatsvc.chat.events import Event
 from chatsvc.chat.names import InvalidName, checkName, checkRoom, nameKey, nameKeys, roomKey
+from chatsvc.text import neutralise
 
-__all__ = ["Hub", "Member", "Room", "LocalBus", "ChatError", "NameTaken", "InvalidName"]
+__all__ = [
+    "Hub",
+    "Member",
+    "Room",
+    "LocalBus",
+    "ChatError",
+    "NameTaken",
+    "InvalidName",
+    "harmless",
+]
+
+
+#: How ESC is shown to other users.  The line services show it as its
+#: control picture U+241B, but that is E2 90 9B in UTF-8, and 0x9B is CSI
+#: to a terminal that reads C1 controls from raw bytes: relayed text
+#: never holds the byte 0x9B from an escape sequence.  U+238B is the
+#: keyboard symbol for Escape (E2 8E 8B).
+SHOWN_ESC = "\u238b"
+
+
+def harmless(text: str) -> str:
+    """
+    Text as it may be relayed to other users, whatever adapter it came
+    from: controls and bidi overrides neutralised (L{neutralise}), ESC
+    shown as L{SHOWN_ESC}.  Text with nothing to change is returned as is.
+    """
+    text = neutralise(text)
+    if "\u241b" in text:
+        text = text.replace("\u241b", SHOWN_ESC)
+    return text
 
 
 class ChatError(Exception):
@@ -215,6 +245,7 @@ class Hub:
         Take C{member} out of C{room}; the others hear why.
         """
         if room.members.pop(member, False) is not False:
+            reason = harmless(reason)
             del member.rooms[room.key]
             self._publish(
                 Event(
@@ -278,6 +309,7 @@ class Hub:
         """
         if member not in room.members:
             raise NotInRoom(f"you are not in #{room.name}")
+        text = harmless(text)
         event = Event(
             kind,
             room.name,
@@ -305,7 +337,8 @@ class Hub:
         """
         target = self.find(name)
         if target is None:
-            raise NoSuchName(f"no user called {name}")
+            raise NoSuchName(f"no user called {harmless(name)}")
+        text = harmless(text)
         event = Event(
             events.PRIVATE,
             None,

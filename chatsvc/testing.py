@@ -1,0 +1,87 @@
+"""
+Test doubles for code built on the chat, shipped with the package (as
+C{treq.testing} is with treq).
+
+  - L{RecordingBus}: the single-process bus, remembering every event it
+    carried;
+  - L{FakeListener}: a member's listener that keeps what it is given;
+  - L{MemoryHistory} and L{Clock}, re-exported, so that
+    C{Hub(Clock(), MemoryHistory(), RecordingBus())} is a whole chat
+    domain without a reactor;
+  - L{lineConnection}: a line protocol of a factory on a
+    C{StringTransport}, as if a peer had connected.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from chatsvc.chat.events import Event
+from chatsvc.chat.history import MemoryHistory
+from chatsvc.chat.rooms import LocalBus
+
+__all__ = ["Clock", "FakeListener", "MemoryHistory", "RecordingBus", "lineConnection"]
+
+
+class RecordingBus(LocalBus):
+    """
+    A L{LocalBus} that remembers what it published, in order.
+
+    @ivar events: every event published.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[Event] = []
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
+        super().publish(event)
+
+    def kinds(self) -> list[str]:
+        """
+        The kinds of the events published, in order.
+        """
+        return [e.kind for e in self.events]
+
+
+class FakeListener:
+    """
+    A member's listener that keeps every event delivered to it.
+
+    @ivar events: the events, in order of delivery.
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def deliver(self, event: Event) -> None:
+        self.events.append(event)
+
+    def kinds(self) -> list[str]:
+        return [e.kind for e in self.events]
+
+    def texts(self, kind: str | None = None) -> list[str]:
+        """
+        The texts of the events delivered (of one kind, if given).
+        """
+        return [e.text for e in self.events if kind is None or e.kind == kind]
+
+    def clear(self) -> None:
+        del self.events[:]
+
+
+def lineConnection(factory, host: str = "10.0.0.1", port: int = 40000):
+    """
+    Connect a protocol of C{factory} to a C{StringTransport}, as a peer at
+    C{host:port} would, honouring the factory's connection policy.
+
+    @return: C{(protocol, transport)}.  The protocol may be a refusal.
+    """
+    peer = IPv4Address("TCP", host, port)
+    proto = factory.buildProtocol(peer)
+    transport = StringTransport(peerAddress=peer)
+    proto.makeConnection(transport)
+    return proto, transport
