@@ -265,7 +265,9 @@ class ChatLineProtocol(LineProtocol):
         limits = self.factory.limits
         count = limits.historyDefault
         if argument:
-            if not argument.isdigit():
+            # ASCII digits only: str.isdigit() also says yes to '²', which
+            # int() refuses.
+            if not (argument.isascii() and argument.isdigit()):
                 self._error("usage", "usage: /history [N]")
                 return
             count = min(int(argument), self.hub.historyLimit)
