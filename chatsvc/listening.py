@@ -54,6 +54,25 @@ def raiseFileLimit(wanted: int = 65536) -> int:
     return soft
 
 
+def startupError(line: str) -> None:
+    """
+    Report why the service cannot start, in one line, where a person
+    running it looks: on the real standard error (twistd has already
+    pointed C{sys.stderr} into its log when services start, so with
+    C{-n} it would land on standard output with a timestamp), and in the
+    log too (where a daemon's output goes).
+    """
+    real = sys.__stderr__
+    if real is not None:
+        try:
+            real.write(line + "\n")
+            real.flush()
+        except (OSError, ValueError):
+            pass
+    if sys.stderr is not real:
+        log.error("{line}", line=line)
+
+
 class ListenService(service.Service):
     """
     Listen on one endpoint description with one factory.
@@ -91,8 +110,7 @@ class ListenService(service.Service):
             reason = result.value
             why = getattr(reason, "socketError", None) or reason
             why = getattr(why, "strerror", None) or str(why)
-            sys.stderr.write(f"{self.label}: cannot listen on {self.description}: {why}\n")
-            sys.stderr.flush()
+            startupError(f"{self.label}: cannot listen on {self.description}: {why}")
             raise SystemExit(1)
         self.port = result
         log.info(
@@ -114,3 +132,28 @@ class ListenService(service.Service):
         if closeAll is not None:
             d.addCallback(lambda _: closeAll(self.notice, self.grace))
         return d
+
+
+class ExitCleanly(service.Service):
+    """
+    Make a graceful stop on SIGTERM (or SIGINT) end with exit status 0.
+
+    twistd stops the reactor on the signal, runs every C{stopService}, and
+    then kills itself again with the same signal, so a server that shut
+    down exactly as asked reports "killed by SIGTERM" (status 143).  Our
+    services promise exit 0 after a clean stop (HARDENING.md, item 23):
+    add this to a plugin's C{MultiService}.  Twisted keeps the signal in
+    the reactor's C{_exitSignal} (its C{_ISupportsExitSignalCapturing});
+    this forgets it once the services are stopping.
+    """
+
+    def __init__(self, reactor=None) -> None:
+        self.reactor = reactor
+
+    def stopService(self):
+        service.Service.stopService(self)
+        reactor = self.reactor
+        if reactor is None:
+            from twisted.internet import reactor
+        if getattr(reactor, "_exitSignal", None) is not None:
+            reactor._exitSignal = None
