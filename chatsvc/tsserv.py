@@ -18,7 +18,7 @@ from twisted.internet import protocol
 from twisted.python import usage
 
 from chatsvc.lineproto import LineFactory, LineProtocol
-from chatsvc.listening import ListenService, raiseFileLimit
+from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit
 from chatsvc.options import ServiceOptions, integer, portDescription
 from chatsvc.stamps import daytime, rfc868, stamp
 from chatsvc.udpservices import (
@@ -227,7 +227,8 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     """
     The listeners C{options} ask for, in one C{MultiService}: the
     timestamp echo on TCP (and UDP unless off), then daytime and time,
-    each on TCP and on UDP at the same port number.
+    each on TCP and on UDP at the same port number.  A SIGTERM stops
+    them all (UDP ports too) and twistd exits 0.
 
     @param reactor: the reactor to listen with and take the time from
         (the global one by default).
@@ -236,6 +237,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         from twisted.internet import reactor
     raiseFileLimit()
     top = service.MultiService()
+    ExitCleanly(reactor).setServiceParent(top)
     guard = DatagramGuard(reactor, options["udp-limits"])
 
     def listen(description, factory, label, datagramProtocol, udp):

@@ -29,7 +29,6 @@ interval (L{DropLog}).
 
 from __future__ import annotations
 
-import sys
 import types
 from collections import Counter
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from chatsvc.lineproto import addressKey
-from chatsvc.listening import describeAddress
+from chatsvc.listening import describeAddress, startupError
 from chatsvc.ratelimit import BucketTable, TokenBucket
 from chatsvc.stamps import daytime, looksLikeReply, rfc868, stamp
 from chatsvc.text import decodeLine
@@ -313,7 +312,7 @@ class DatagramListenService(service.Service):
     Listen for datagrams on C{interface:port}, as L{chatsvc.listening.
     ListenService} does for streams: bound in C{privilegedStartService}
     (ports below 1024 need it), a port that cannot be bound is one line on
-    standard error and exit status 1, and the log line
+    standard error (L{chatsvc.listening.startupError}) and exit status 1, and the log line
     C{LABEL listening on udp HOST:PORT} says where.
 
     Datagrams are read with room for one byte over L{MAX_DATAGRAM}:
@@ -347,8 +346,7 @@ class DatagramListenService(service.Service):
         except error.CannotListenError as e:
             why = getattr(e.socketError, "strerror", None) or str(e.socketError)
             where = f"{self.interface or '*'}:{self.portNumber}"
-            sys.stderr.write(f"{self.label}: cannot listen on udp {where}: {why}\n")
-            sys.stderr.flush()
+            startupError(f"{self.label}: cannot listen on udp {where}: {why}")
             raise SystemExit(1) from None
         log.info(
             "{label} listening on {address}",

@@ -1,0 +1,824 @@
+"""
+Tests for the timestamp service, C{twistd tsserv}: the time formats, the
+TCP line protocol (hostile input included), RFC 867/868 over TCP and
+UDP, options and service wiring, the real C{rdate} client, and the real
+C{twistd} process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+
+from twisted.internet import defer, reactor, task
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.trial import unittest
+
+from chatsvc import stamps
+from chatsvc.framing import DEFAULT_MAX_LINE
+from chatsvc.lineproto import Limits
+from chatsvc.listening import ExitCleanly, ListenService
+from chatsvc.stamps import daytime, looksLikeDaytime, looksLikeTime, rfc868, stamp
+from chatsvc.tsserv import (
+    Options,
+    TimestampFactory,
+    TimestampProtocol,
+    daytimeFactory,
+    makeService,
+    timeFactory,
+)
+from chatsvc.udpservices import (
+    DatagramGuard,
+    DatagramListenService,
+    DaytimeDatagramProtocol,
+    StampDatagramProtocol,
+    TimeDatagramProtocol,
+    UDPLimits,
+)
+from tests.support import LineClient, TwistdProcess, connect, runProcess, withDeadline
+from tests.test_udp import udpClient
+
+#: A fixed time for fake clocks: Sun Sep  9 01:46:40 2001 UTC.
+NOW = 1_000_000_000.0
+
+PEER = IPv4Address("TCP", "192.0.2.1", 40000)
+
+LOOPBACK_TCP0 = "tcp:0:interface=127.0.0.1"
+
+
+def tempDir(case: unittest.SynchronousTestCase) -> str:
+    """
+    A fresh directory, removed after C{case}.  (C{TestCase.mktemp} is
+    relative to the working directory, which under pytest is the
+    checkout.)
+    """
+    path = tempfile.mkdtemp(prefix="tsserv-test-")
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def fixedClock(seconds: float = NOW) -> task.Clock:
+    clock = task.Clock()
+    clock.advance(seconds)
+    return clock
+
+
+def replyTo(text: str, seconds: float = NOW) -> bytes:
+    return stamp(seconds, text).encode("utf-8") + b"\n"
+
+
+class FormatTests(unittest.SynchronousTestCase):
+    """
+    L{chatsvc.stamps}: the replies and their recognisers.
+    """
+
+    def test_stamp(self):
+        self.assertEqual(stamp(NOW, "hi"), f"[{time.ctime(NOW)}] hi")
+
+    def test_daytime(self):
+        self.assertEqual(daytime(NOW), time.ctime(NOW).encode() + b"\r\n")
+
+    def test_rfc868(self):
+        """
+        Seconds since 1900, big-endian, wrapping at 2**32 (2036).
+        """
+        self.assertEqual(rfc868(NOW), (1_000_000_000 + 2_208_988_800).to_bytes(4, "big"))
+        self.assertEqual(rfc868(0), b"\x83\xaa\x7e\x80")
+        self.assertEqual(rfc868(2**32 - 2_208_988_800), b"\x00\x00\x00\x00")
+
+    def test_recognisers(self):
+        self.assertTrue(stamps.looksLikeStamp(stamp(NOW, "x").encode()))
+        self.assertTrue(stamps.looksLikeStamp(b"[Sat Nov 21 10:00:00 2026]"))
+        self.assertFalse(stamps.looksLikeStamp(b"[Sat Nov 21 2026] x"))
+        self.assertTrue(looksLikeDaytime(daytime(NOW)))
+        self.assertFalse(looksLikeDaytime(daytime(NOW) + b"x"))
+        self.assertTrue(looksLikeTime(rfc868(NOW), NOW))
+        self.assertTrue(looksLikeTime(rfc868(NOW - 3600), NOW))
+        self.assertFalse(looksLikeTime(rfc868(NOW - 86400 * 30), NOW))
+        self.assertFalse(looksLikeTime(b"ping", NOW))
+        self.assertFalse(looksLikeTime(rfc868(NOW) + b"x", NOW))
+
+    def test_recogniseAcrossWrap(self):
+        """
+        Near the 2036 wrap, a reply a little after it is still near.
+        """
+        wrap = 2**32 - 2_208_988_800
+        self.assertTrue(looksLikeTime(rfc868(wrap + 10), wrap - 10))
+
+
+class ProtocolTests(unittest.SynchronousTestCase):
+    """
+    L{TimestampProtocol} on a L{StringTransport} with a fixed clock.
+    """
+
+    def connect(self, maxLine: int = DEFAULT_MAX_LINE) -> TimestampProtocol:
+        factory = TimestampFactory(Limits(maxLine=maxLine), fixedClock())
+        proto = factory.buildProtocol(PEER)
+        proto.makeConnection(StringTransport(peerAddress=PEER))
+        return proto
+
+    def exchange(self, data: bytes, **kw) -> bytes:
+        proto = self.connect(**kw)
+        proto.dataReceived(data)
+        return proto.transport.value()
+
+    def test_echo(self):
+        self.assertEqual(self.exchange(b"hello\n"), replyTo("hello"))
+
+    def test_lineEndings(self):
+        """
+        LF and CRLF both end a line; the CR is not part of it.
+        """
+        self.assertEqual(self.exchange(b"a\r\nb\n"), replyTo("a") + replyTo("b"))
+
+    def test_emptyLine(self):
+        self.assertEqual(self.exchange(b"\n\r\n"), replyTo("") * 2)
+
+    def test_invalidUTF8(self):
+        """
+        Bytes that are not UTF-8 are replaced; the connection stays.
+        """
+        proto = self.connect()
+        proto.dataReceived(b"\xff|\xc0\xaf|\x80|\xed\xa0\x80|caf\xc3\xa9\n")
+        self.assertEqual(
+            proto.transport.value(), replyTo("\ufffd|\ufffd\ufffd|\ufffd|" + "\ufffd" * 3 + "|café")
+        )
+        self.assertFalse(proto.transport.disconnecting)
+
+    def test_controlsNeutralised(self):
+        """
+        NUL, ESC, a lone CR and C1 controls come back harmless.
+        """
+        reply = self.exchange(b"a\x00b\x1b[2Jc\rd\xc2\x9be\x07\n")
+        self.assertEqual(reply, replyTo("a\u2400b\u241b[2Jc\u240dd\ufffde\u2407"))
+        for control in "\x00\x1b\x07\x9b\r":
+            self.assertNotIn(control, reply[:-1].decode("utf-8"))
+
+    def test_lineAtTheLimit(self):
+        """
+        A line of exactly C{--max-line} bytes is answered.
+        """
+        reply = self.exchange(b"x" * 64 + b"\r\n", maxLine=64)
+        self.assertEqual(reply, replyTo("x" * 64))
+
+    def test_lineJustOverTheLimit(self):
+        """
+        One byte over: one error line, nothing of the line echoed, and the
+        next line is served.
+        """
+        reply = self.exchange(b"x" * 65 + b"\nnext\n", maxLine=64)
+        self.assertEqual(reply, b"error: line too long (limit 64 bytes)\n" + replyTo("next"))
+
+    def test_hugeLineBounded(self):
+        """
+        1 MiB without a newline, in pieces: one error line, and the framer
+        never holds more than the limit.
+        """
+        proto = self.connect()
+        for _ in range(256):
+            proto.dataReceived(b"y" * 4096)
+            self.assertLessEqual(proto.framer.tailLength, DEFAULT_MAX_LINE + 1)
+        proto.dataReceived(b"\nafter\n")
+        self.assertEqual(
+            proto.transport.value(),
+            f"error: line too long (limit {DEFAULT_MAX_LINE} bytes)\n".encode() + replyTo("after"),
+        )
+        self.assertFalse(proto.transport.disconnecting)
+
+    def test_pipelined(self):
+        """
+        10,000 lines in one write are all answered, in order.
+        """
+        data = b"".join(b"%d\n" % i for i in range(10_000))
+        self.assertEqual(self.exchange(data), b"".join(replyTo(str(i)) for i in range(10_000)))
+
+    def test_byteAtATime(self):
+        """
+        The same stream one byte at a time (UTF-8 characters split, CRLF
+        split, an over-long line) gives exactly the same replies.
+        """
+        stream = (
+            b"caf\xc3\xa9\r\n\n\xf0\x9f\x98\x80 smile\r\n"
+            + b"z" * 70
+            + b"\r\nbad \xff\x1b[0m\nlast\n"
+        )
+        whole = self.exchange(stream, maxLine=64)
+        proto = self.connect(maxLine=64)
+        for i in range(len(stream)):
+            proto.dataReceived(stream[i : i + 1])
+        self.assertEqual(proto.transport.value(), whole)
+        self.assertEqual(whole.count(b"\n"), 6)
+
+    def test_halfClose(self):
+        """
+        After the peer half-closes, the last (unterminated) line is
+        answered, then the connection is closed.
+        """
+        proto = self.connect()
+        proto.dataReceived(b"one\ntwo")
+        self.assertFalse(proto.transport.disconnecting)
+        proto.readConnectionLost()
+        self.assertEqual(proto.transport.value(), replyTo("one") + replyTo("two"))
+        self.assertTrue(proto.transport.disconnecting)
+
+    def test_clockTime(self):
+        """
+        The time told is the clock's, read at each line.
+        """
+        proto = self.connect()
+        proto.dataReceived(b"a\n")
+        proto.clock.advance(61)
+        proto.dataReceived(b"b\n")
+        self.assertEqual(proto.transport.value(), replyTo("a") + replyTo("b", NOW + 61))
+
+
+class OneShotTests(unittest.SynchronousTestCase):
+    """
+    RFC 867 and RFC 868 over TCP: one reply, then close.
+    """
+
+    def serve(self, factory) -> StringTransport:
+        proto = factory.buildProtocol(PEER)
+        transport = StringTransport(peerAddress=PEER)
+        proto.makeConnection(transport)
+        proto.dataReceived(b"ignored\r\n")
+        return transport
+
+    def test_daytime(self):
+        transport = self.serve(daytimeFactory(fixedClock()))
+        self.assertEqual(transport.value(), time.ctime(NOW).encode() + b"\r\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_time(self):
+        transport = self.serve(timeFactory(fixedClock()))
+        self.assertEqual(transport.value(), rfc868(NOW))
+        self.assertTrue(transport.disconnecting)
+
+
+class StdErr:
+    """
+    Capture C{sys.stderr} for the length of a test.
+    """
+
+    def __init__(self, case: unittest.SynchronousTestCase) -> None:
+        self.buffer = io.StringIO()
+        case.patch(sys, "stderr", self.buffer)
+
+    def lines(self) -> list[str]:
+        return self.buffer.getvalue().splitlines()
+
+
+def parse(*argv: str) -> Options:
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+class OptionsTests(unittest.SynchronousTestCase):
+    """
+    C{twistd tsserv} options.
+    """
+
+    def test_defaults(self):
+        options = parse()
+        self.assertEqual(options["port"], "tcp:21567:backlog=1024")
+        self.assertEqual(options["udp-port"], (21567, ""))
+        self.assertIsNone(options["daytime"])
+        self.assertIsNone(options["time"])
+        self.assertEqual(options["udp-limits"], UDPLimits(rate=10, burst=20, totalRate=500))
+
+    def test_udpFollowsPort(self):
+        """
+        UDP takes the TCP port number and interface.
+        """
+        self.assertEqual(parse("--port", "5000")["udp-port"], (5000, ""))
+        self.assertEqual(parse("--port", LOOPBACK_TCP0)["udp-port"], (0, "127.0.0.1"))
+        self.assertEqual(parse("--port", "tcp6:5000")["udp-port"], (5000, "::"))
+
+    def test_udpMoved(self):
+        options = parse("--port", "tcp:5000:interface=127.0.0.1", "--udp", "6000")
+        self.assertEqual(options["udp-port"], (6000, "127.0.0.1"))
+        options = parse("--udp", "udp:7000:interface=127.0.0.2")
+        self.assertEqual(options["udp-port"], (7000, "127.0.0.2"))
+
+    def test_udpOff(self):
+        self.assertIsNone(parse("--udp", "off")["udp-port"])
+        self.assertIsNone(parse("--udp", "OFF")["udp-port"])
+
+    def test_udpOffForOtherEndpoints(self):
+        """
+        A UNIX socket has no port number: UDP is off unless named.
+        """
+        path = os.path.join(tempDir(self), "ts.sock")
+        self.assertIsNone(parse("--port", f"unix:{path}")["udp-port"])
+        self.assertEqual(parse("--port", f"unix:{path}", "--udp", "6000")["udp-port"], (6000, ""))
+
+    def test_rfcPorts(self):
+        options = parse("--daytime", "1313", "--time", LOOPBACK_TCP0)
+        self.assertEqual(options["daytime"], "tcp:1313:backlog=1024")
+        self.assertEqual(options["time"], LOOPBACK_TCP0 + ":backlog=1024")
+
+    def test_rates(self):
+        options = parse("--udp-rate", "0.5", "--udp-burst", "3", "--udp-total-rate", "100")
+        self.assertEqual(options["udp-limits"], UDPLimits(rate=0.5, burst=3, totalRate=100))
+
+    def test_badValues(self):
+        """
+        Each bad value is one error line naming the flag, and exit status 2.
+        """
+        for flag, value in [
+            ("--udp-rate", "abc"),
+            ("--udp-rate", "0"),
+            ("--udp-rate", "nan"),
+            ("--udp-burst", "0"),
+            ("--udp-burst", "1.5"),
+            ("--udp-total-rate", "-1"),
+            ("--udp", "nonsense"),
+            ("--udp", "70000"),
+            ("--udp", "udp:"),
+            ("--daytime", "99999"),
+            ("--time", "bogus:1"),
+            ("--port", "70000"),
+        ]:
+            stderr = StdErr(self)
+            with self.assertRaises(SystemExit) as caught:
+                parse(flag, value)
+            self.assertEqual(caught.exception.code, 2)
+            [error] = [line for line in stderr.lines() if "error:" in line]
+            self.assertTrue(error.startswith(f"twistd tsserv: error: {flag}"), error)
+
+
+class MemoryUDPReactor(MemoryReactorClock):
+    """
+    A C{MemoryReactorClock} that also records C{listenUDP}.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.udpPorts: list[tuple] = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        from twisted.internet.testing import _FakePort
+
+        self.udpPorts.append((port, protocol, interface, maxPacketSize))
+        fake = _FakePort(IPv4Address("UDP", interface or "0.0.0.0", port))
+        protocol.makeConnection(fake)
+        return fake
+
+
+class MakeServiceTests(unittest.SynchronousTestCase):
+    """
+    L{makeService} builds the listeners the options ask for.
+    """
+
+    def build(self, *argv: str) -> tuple:
+        """
+        Build and start the service on a memory reactor; returns its
+        listeners and the reactor.
+        """
+        memory = MemoryUDPReactor()
+        top = makeService(parse(*argv), memory)
+        top.privilegedStartService()
+        top.startService()
+        self.addCleanup(top.stopService)
+        others = [s for s in top if not hasattr(s, "label")]
+        self.assertEqual([type(s) for s in others], [ExitCleanly])
+        return [s for s in top if hasattr(s, "label")], memory
+
+    def test_exitCleanly(self):
+        """
+        Stopping after a signal clears the signal twistd would otherwise
+        kill itself with once stopped: exit status 0.
+        """
+        memory = MemoryUDPReactor()
+        top = makeService(parse("--udp", "off"), memory)
+        top.startService()
+        memory._exitSignal = 15
+        top.stopService()
+        self.assertIsNone(memory._exitSignal)
+
+    def test_default(self):
+        top, memory = self.build()
+        [tcp, udp] = list(top)
+        self.assertIsInstance(tcp, ListenService)
+        self.assertIsInstance(tcp.factory, TimestampFactory)
+        self.assertIs(tcp.factory.clock, memory)
+        self.assertEqual(memory.tcpServers[0][0], 21567)
+        self.assertEqual(memory.tcpServers[0][2], 1024)
+        [(port, proto, interface, size)] = memory.udpPorts
+        self.assertEqual((port, interface, size), (21567, "", 513))
+        self.assertIsInstance(proto, StampDatagramProtocol)
+        self.assertIs(proto.clock, memory)
+
+    def test_everything(self):
+        top, memory = self.build(
+            "--port",
+            "tcp:5000:interface=127.0.0.1",
+            "--daytime",
+            "1313",
+            "--time",
+            "tcp:3737:interface=127.0.0.1",
+        )
+        self.assertEqual(
+            [(s.label, type(s).__name__) for s in top],
+            [
+                ("tsserv", "ListenService"),
+                ("tsserv", "DatagramListenService"),
+                ("daytime", "ListenService"),
+                ("daytime", "DatagramListenService"),
+                ("time", "ListenService"),
+                ("time", "DatagramListenService"),
+            ],
+        )
+        self.assertEqual(
+            [(p, type(proto).__name__, i) for p, proto, i, _ in memory.udpPorts],
+            [
+                (5000, "StampDatagramProtocol", "127.0.0.1"),
+                (1313, "DaytimeDatagramProtocol", ""),
+                (3737, "TimeDatagramProtocol", "127.0.0.1"),
+            ],
+        )
+        guards = {id(proto.guard) for _, proto, _, _ in memory.udpPorts}
+        self.assertEqual(len(guards), 1, "one guard for every UDP service")
+        self.assertEqual(memory.udpPorts[0][1].guard.ownPorts, {5000, 1313, 3737})
+
+    def test_udpOff(self):
+        top, memory = self.build("--udp", "off", "--time", "3737")
+        self.assertEqual(len(top), 3)
+        self.assertEqual([p for p, *_ in memory.udpPorts], [3737])
+
+    def test_unixPort(self):
+        path = os.path.join(tempDir(self), "ts.sock")
+        top, memory = self.build("--port", f"unix:{path}")
+        self.assertEqual(len(top), 1)
+        self.assertEqual(memory.udpPorts, [])
+        self.assertEqual(memory.unixServers[0][0], path)
+
+
+class ProbeProtocol(TimestampProtocol):
+    """
+    Records, after every read, how much the framer holds.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        self.factory.observe(len(data), self.framer.tailLength)
+
+
+class ProbeFactory(TimestampFactory):
+    protocol = ProbeProtocol
+
+    def __init__(self, *args, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.bytesIn = 0
+        self.largestTail = 0
+        self._waiting: list = []
+
+    def observe(self, size: int, tail: int) -> None:
+        self.bytesIn += size
+        self.largestTail = max(self.largestTail, tail)
+        for entry in list(self._waiting):
+            if self.bytesIn >= entry[0]:
+                self._waiting.remove(entry)
+                entry[1].callback(None)
+
+    def received(self, count: int) -> defer.Deferred:
+        """
+        Fires once the server has read C{count} bytes in all.
+        """
+        if self.bytesIn >= count:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiting.append((count, d))
+        return withDeadline(d, f"the server to read {count} bytes")
+
+
+class LoopbackTests(unittest.TestCase):
+    """
+    The TCP timestamp protocol on real loopback sockets (port 0), the
+    time told by a fixed clock.
+    """
+
+    def serve(self, factory=None) -> tuple:
+        """
+        Listen with C{factory}; at the end, stop listening, close every
+        connection from the server side and wait until clients see it.
+        """
+        if factory is None:
+            factory = ProbeFactory(Limits(), fixedClock())
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        clients: list[LineClient] = []
+
+        async def cleanup():
+            await port.stopListening()
+            await factory.closeAll()
+            for client in clients:
+                await client.waitClosed()
+
+        self.addCleanup(lambda: defer.ensureDeferred(cleanup()))
+
+        async def client() -> LineClient:
+            c = await connect(port.getHost().port)
+            clients.append(c)
+            return c
+
+        return factory, client
+
+    async def test_echo(self):
+        factory, client = self.serve()
+        c = await client()
+        c.transport.write(b"hello\r\nworld\n")
+        self.assertEqual(await c.readLines(2), [replyTo("hello")[:-1], replyTo("world")[:-1]])
+
+    async def test_hugeLineWithCanary(self):
+        """
+        1 MiB without a newline in one write: one error line, the
+        connection stays, the server's framer stays bounded all along, and
+        a canary client is served throughout.
+        """
+        factory, client = self.serve()
+        canary = await client()
+        canary.sendLine("before")
+        self.assertEqual(await canary.readLine(), replyTo("before")[:-1])
+        big = await client()
+        mib = 1024 * 1024
+        big.transport.write(b"x" * mib)
+        await factory.received(len(b"before\n") + mib)
+        self.assertLessEqual(factory.largestTail, DEFAULT_MAX_LINE + 1)
+        self.assertEqual(
+            await big.readLine(), f"error: line too long (limit {DEFAULT_MAX_LINE} bytes)".encode()
+        )
+        canary.sendLine("during")
+        self.assertEqual(await canary.readLine(), replyTo("during")[:-1])
+        big.transport.write(b"x" * 1000 + b"\nafter\n")
+        self.assertEqual(await big.readLine(), replyTo("after")[:-1])
+        self.assertFalse(big.isClosed)
+        self.assertLessEqual(factory.largestTail, DEFAULT_MAX_LINE + 1)
+
+    async def test_pipelined(self):
+        """
+        10,000 lines in one write: every reply, in order.
+        """
+        factory, client = self.serve()
+        c = await client()
+        c.transport.write(b"".join(b"line %d\n" % i for i in range(10_000)))
+        lines = await c.readLines(10_000)
+        self.assertEqual(lines, [replyTo(f"line {i}")[:-1] for i in range(10_000)])
+
+    async def test_halfClose(self):
+        """
+        Half-close after a request: the reply arrives, then the server
+        closes.
+        """
+        factory, client = self.serve()
+        c = await client()
+        c.transport.write(b"bye")
+        c.transport.loseWriteConnection()
+        self.assertEqual(await c.readLine(), replyTo("bye")[:-1])
+        await c.waitClosed()
+
+
+class RFCLoopbackTests(unittest.TestCase):
+    """
+    RFC 867 daytime and RFC 868 time on real loopback TCP and UDP
+    sockets, and the real C{rdate} reading them.
+    """
+
+    def serve(self, kind: str) -> tuple[int, int]:
+        """
+        Serve C{kind} (daytime or time) over TCP and UDP, with a fixed
+        clock; returns the TCP and UDP port numbers.
+        """
+        clock = fixedClock()
+        if kind == "daytime":
+            factory, proto = daytimeFactory(clock), DaytimeDatagramProtocol(DatagramGuard(clock))
+        else:
+            factory, proto = timeFactory(clock), TimeDatagramProtocol(DatagramGuard(clock))
+        tcp = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(tcp.stopListening)
+        udp = DatagramListenService(0, "127.0.0.1", proto, kind, reactor)
+        udp.startService()
+        self.addCleanup(udp.stopService)
+        return tcp.getHost().port, udp.port.getHost().port
+
+    async def tcpReply(self, port: int) -> bytes:
+        c = await connect(port)
+        await c.waitClosed()
+        return bytes(c.received)
+
+    async def test_daytimeTCP(self):
+        tcp, _ = self.serve("daytime")
+        self.assertEqual(await self.tcpReply(tcp), time.ctime(NOW).encode() + b"\r\n")
+
+    async def test_daytimeUDP(self):
+        _, udp = self.serve("daytime")
+        client = udpClient(self)
+        client.send(b"", udp)
+        self.assertEqual(await client.receive(), time.ctime(NOW).encode() + b"\r\n")
+
+    async def test_timeTCP(self):
+        tcp, _ = self.serve("time")
+        self.assertEqual(await self.tcpReply(tcp), rfc868(NOW))
+
+    async def test_timeUDP(self):
+        _, udp = self.serve("time")
+        client = udpClient(self)
+        client.send(b"", udp)
+        self.assertEqual(await client.receive(), rfc868(NOW))
+
+    async def rdate(self, *args: str) -> str:
+        """
+        Run C{rdate -p ARGS 127.0.0.1} and return what it printed.
+
+        rdate is a test requirement (Debian package C{rdate}): missing, the
+        test fails rather than skips, unless C{CHATSVC_SKIP_RDATE=1} says
+        to skip on purpose.
+        """
+        path = os.environ.get("PATH", os.defpath) + ":/usr/sbin:/sbin"
+        rdate = shutil.which("rdate", path=path)
+        if rdate is None:
+            if os.environ.get("CHATSVC_SKIP_RDATE") == "1":
+                raise unittest.SkipTest("rdate is not installed (CHATSVC_SKIP_RDATE=1)")
+            self.fail("rdate is not installed: apt-get install rdate")
+        code, out, err = await runProcess(
+            [rdate, "-p", *args, "127.0.0.1"], env={"TZ": "UTC", "LC_ALL": "C"}
+        )
+        self.assertEqual((code, err), (0, b""), out)
+        return out.decode().strip()
+
+    def expected(self) -> str:
+        return time.strftime("%a %b %e %H:%M:%S UTC %Y", time.gmtime(NOW))
+
+    async def test_rdateTCP(self):
+        """
+        C{rdate -p} (RFC 868 over TCP, its default) reads our time.
+        """
+        tcp, _ = self.serve("time")
+        self.assertEqual(await self.rdate("-o", str(tcp)), self.expected())
+
+    async def test_rdateUDP(self):
+        """
+        C{rdate -p -u} (RFC 868 over UDP: an empty datagram) reads it too.
+        """
+        _, udp = self.serve("time")
+        self.assertEqual(await self.rdate("-u", "-o", str(udp)), self.expected())
+
+
+_LISTENING = re.compile(rb"(\w+) listening on (tcp|udp) \S+:(\d+)")
+
+
+def portsOf(process: TwistdProcess) -> dict[tuple[str, str], int]:
+    """
+    C{(label, kind) -> port} from a twistd's C{listening on} log lines.
+    """
+    return {
+        (m.group(1).decode(), m.group(2).decode()): int(m.group(3))
+        for m in _LISTENING.finditer(bytes(process.output))
+    }
+
+
+def twistdArgv(*args: str) -> list[str]:
+    return [
+        sys.executable,
+        "-c",
+        "from twisted.scripts.twistd import run; run()",
+        "-n",
+        "--pidfile=",
+        "tsserv",
+        *args,
+    ]
+
+
+class TwistdTests(unittest.TestCase):
+    """
+    The real C{twistd -n tsserv} process.
+    """
+
+    def setUp(self):
+        self.cwd = tempDir(self)
+
+    async def start(self, *args: str, listeners: int) -> TwistdProcess:
+        process = await TwistdProcess.start(
+            "tsserv", "--port", LOOPBACK_TCP0, *args, cwd=self.cwd, listeners=listeners
+        )
+
+        async def stop():
+            await process.stop()
+
+        self.addCleanup(lambda: defer.ensureDeferred(stop()))
+        return process
+
+    async def test_everyServiceThenSIGTERM(self):
+        """
+        TCP and UDP timestamp, daytime and time all answer; SIGTERM closes
+        connections, stops every port (UDP ones too) and exits 0.
+        """
+        process = await self.start("--daytime", LOOPBACK_TCP0, "--time", LOOPBACK_TCP0, listeners=6)
+        ports = portsOf(process)
+        self.assertEqual(len(ports), 6, ports)
+
+        c = await connect(ports["tsserv", "tcp"])
+        c.sendLine("hello")
+        self.assertRegex(
+            (await c.readLine()).decode(), r"^\[\w{3} \w{3} [ \d]\d [\d:]{8} \d{4}\] hello$"
+        )
+
+        udp = udpClient(self)
+        udp.send(b"hello", ports["tsserv", "udp"])
+        self.assertTrue((await udp.receive()).endswith(b"] hello"))
+        udp.send(b"", ports["daytime", "udp"])
+        self.assertTrue(looksLikeDaytime(await udp.receive()))
+        udp.send(b"", ports["time", "udp"])
+        self.assertTrue(looksLikeTime(await udp.receive(), time.time()))
+
+        day = await connect(ports["daytime", "tcp"])
+        await day.waitClosed()
+        self.assertTrue(looksLikeDaytime(bytes(day.received)))
+        self.assertTrue(bytes(day.received).endswith(b"\r\n"))
+        tm = await connect(ports["time", "tcp"])
+        await tm.waitClosed()
+        self.assertTrue(looksLikeTime(bytes(tm.received), time.time()))
+
+        self.assertEqual(await process.stop(), 0)
+        await c.waitClosed()
+        output = bytes(process.output)
+        self.assertNotIn(b"Traceback", output)
+        for (label, kind), port in ports.items():
+            self.assertIn(f"({kind.upper()} Port {port} Closed)".encode(), output, label)
+
+    async def test_udpFloodLogged(self):
+        """
+        A flood from one source is limited and logged in a line or two.
+        """
+        process = await self.start("--udp-rate", "1", "--udp-burst", "1", listeners=2)
+        port = portsOf(process)["tsserv", "udp"]
+        flooder = udpClient(self)
+        for i in range(100):
+            flooder.send(b"%d" % i, port)
+        # The second source's answer comes after the flood was read.
+        other = udpClient(self, "127.0.0.2")
+        other.send(b"me", port)
+        self.assertTrue((await other.receive()).endswith(b"] me"))
+        self.assertEqual(await process.stop(), 0)
+        output = bytes(process.output)
+        self.assertNotIn(b"Traceback", output)
+        self.assertLessEqual(output.count(b"udp: dropped"), 3, output.decode())
+        self.assertGreaterEqual(output.count(b"udp: dropped"), 1, output.decode())
+        self.assertLess(len(flooder.received), 100)
+
+    async def test_portInUse(self):
+        """
+        A TCP or UDP port that is taken: one line on stderr, a non-zero
+        exit, no traceback.
+        """
+        first = await self.start(listeners=2)
+        ports = portsOf(first)
+        for args in (
+            ["--port", f"tcp:{ports['tsserv', 'tcp']}:interface=127.0.0.1"],
+            ["--port", LOOPBACK_TCP0, "--udp", str(ports["tsserv", "udp"])],
+        ):
+            code, out, err = await runProcess(twistdArgv(*args), cwd=self.cwd)
+            self.assertNotEqual(code, 0)
+            self.assertNotIn(b"Traceback", out + err)
+            lines = err.decode().splitlines()
+            self.assertEqual(len(lines), 1, err)
+            self.assertRegex(lines[0], r"^tsserv: cannot listen on .*in use")
+
+    async def test_badFlag(self):
+        """
+        A bad flag value: one error line naming it, exit status 2.
+        """
+        code, out, err = await runProcess(twistdArgv("--udp-rate", "fast"), cwd=self.cwd)
+        self.assertEqual(code, 2)
+        self.assertNotIn(b"Traceback", out + err)
+        errors = [line for line in err.decode().splitlines() if "error" in line]
+        self.assertEqual(len(errors), 1, err)
+        self.assertIn("--udp-rate", errors[0])
+
+    async def test_help(self):
+        """
+        C{twistd tsserv --help} lists every option.
+        """
+        code, out, err = await runProcess(twistdArgv("--help"), cwd=self.cwd)
+        self.assertEqual(code, 0, err)
+        text = out.decode()
+        names = [name.rstrip("=") for name in Options().longOpt]
+        for name in [
+            "port",
+            "udp",
+            "udp-rate",
+            "udp-burst",
+            "udp-total-rate",
+            "daytime",
+            "time",
+            "max-line",
+        ]:
+            self.assertIn(name, names)
+        for name in names:
+            self.assertRegex(text, rf"--{re.escape(name)}\b", name)
