@@ -102,6 +102,9 @@ class SQLiteHistory:
 
     @ivar path: the database file.
     @ivar flushDelay: seconds a message may wait to be batched.
+    @ivar timeout: seconds to wait for a lock held by another process:
+        at start (then the store cannot be used), and for each batch
+        (then it counts as failed and is retried).
     @ivar maxPending: most messages waiting for the disk; past it the
         oldest are dropped (with a log line), so a dead disk cannot grow
         the server without bound.
@@ -114,10 +117,12 @@ class SQLiteHistory:
         flushDelay: float = 0.05,
         maxPending: int = 100000,
         batchSize: int = 2000,
+        timeout: float = 2.0,
     ) -> None:
         self.path = path
         self.reactor = reactor
         self.flushDelay = flushDelay
+        self.timeout = timeout
         self.maxPending = maxPending
         self.batchSize = batchSize
         self._pending: deque[tuple] = deque()
@@ -136,10 +141,14 @@ class SQLiteHistory:
         Open (or create) the database now, at start, so that a store that
         cannot be used is a clear error before the server listens.
 
+        The writer thread is only started by the first write: a start that
+        fails after this (the port is in use) must not leave a thread
+        behind that keeps the process from exiting.
+
         @raise HistoryError: it cannot be used.
         """
         try:
-            connection = _connect(self.path, timeout=2.0)
+            connection = _connect(self.path, timeout=self.timeout)
             try:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.executescript(_SCHEMA)
@@ -148,15 +157,13 @@ class SQLiteHistory:
                 connection.close()
         except sqlite3.Error as e:
             raise HistoryError(f"cannot use history file {self.path}: {e}") from e
-        self._pool = ThreadPool(1, 1, name="chatsvc-history")
-        self._pool.start()
 
     def load(self, limit: int):
         """
         See the module docstring; read synchronously, at start only.
         """
         try:
-            connection = _connect(self.path, timeout=2.0)
+            connection = _connect(self.path, timeout=self.timeout)
             try:
                 rooms = connection.execute(
                     "SELECT room, MAX(id), MAX(ts) FROM messages GROUP BY room "
@@ -216,6 +223,9 @@ class SQLiteHistory:
         if self._writing is not None or not self._pending:
             return
         batch = [self._pending.popleft() for _ in range(min(self.batchSize, len(self._pending)))]
+        if self._pool is None:
+            self._pool = ThreadPool(1, 1, name="chatsvc-history")
+            self._pool.start()
         d = threads.deferToThreadPool(self.reactor, self._pool, self._write, batch)
         self._writing = d
         d.addCallbacks(self._written, self._writeFailed, errbackArgs=(batch,))
@@ -223,7 +233,7 @@ class SQLiteHistory:
     def _write(self, batch: list[tuple]) -> None:
         # Runs on the writer thread only.
         if self._writer is None:
-            self._writer = _connect(self.path, timeout=5.0)
+            self._writer = _connect(self.path, timeout=self.timeout)
         connection = self._writer
         try:
             connection.execute("BEGIN")
@@ -265,11 +275,14 @@ class SQLiteHistory:
     # -- stopping ------------------------------------------------------
 
     @defer.inlineCallbacks
-    def stop(self, attempts: int = 3):
+    def stop(self, attempts: int = 2):
         """
-        Write everything pending (a few attempts if the disk fails), then
-        close the writer.
+        Write everything pending (a few attempts if the disk fails, one if
+        it was failing already, so that a locked or broken store delays a
+        stop by seconds, not minutes), then close the writer.
         """
+        if self._failing:
+            attempts = 1
         self._stopped = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()

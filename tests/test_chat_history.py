@@ -1,0 +1,387 @@
+"""
+Tests for L{chatsvc.chat.history}: the SQLite store on a temporary
+directory with the real reactor (its writer is a thread), and the memory
+store.
+
+Batching, ids and C{/history} across a restart, and the faults: a path
+that cannot be opened, a corrupt file, a database locked by another
+process, a store that cannot keep up.  A fault is a L{HistoryError} at
+start or a log line later; the reactor never waits for the disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.logger import formatEvent, globalLogPublisher
+from twisted.trial import unittest
+
+from chatsvc.chat import events
+from chatsvc.chat.history import HistoryError, SQLiteHistory
+from chatsvc.chat.lines import ChatFactory, ChatLimits
+from chatsvc.chat.rooms import Hub
+from chatsvc.testing import Clock, FakeListener, MemoryHistory, lineConnection
+from tests.support import waitFor
+
+START = 1795255200.0
+
+
+class LogCatcher:
+    """
+    The text of every log event while a test runs.
+    """
+
+    def __init__(self, test: unittest.TestCase) -> None:
+        self.messages: list[str] = []
+        globalLogPublisher.addObserver(self)
+        test.addCleanup(globalLogPublisher.removeObserver, self)
+
+    def __call__(self, event) -> None:
+        if event.get("log_namespace", "").startswith("chatsvc.chat.history"):
+            self.messages.append(formatEvent(event))
+
+    def having(self, text: str) -> list[str]:
+        return [m for m in self.messages if text in m]
+
+
+def rows(path: str) -> list[tuple]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(
+            "SELECT room, id, room_name, kind, sender, text, ts FROM messages ORDER BY room, id"
+        ).fetchall()
+    finally:
+        connection.close()
+
+
+class Locker:
+    """
+    Another process's connection holding the write lock.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.connection = sqlite3.connect(path, isolation_level=None)
+        self.connection.execute("BEGIN IMMEDIATE")
+
+    def release(self) -> None:
+        if self.connection is not None:
+            self.connection.execute("COMMIT")
+            self.connection.close()
+            self.connection = None
+
+
+def temporaryDirectory(test: unittest.SynchronousTestCase) -> str:
+    """
+    A new directory, removed after the test.  (Not C{mktemp()}: under
+    pytest that creates directories named after the test module in the
+    working directory, which then confuse trial.)
+    """
+    directory = tempfile.mkdtemp(prefix="chatsvc-test-")
+    test.addCleanup(shutil.rmtree, directory, True)
+    return directory
+
+
+class SQLiteTestCase(unittest.TestCase):
+    def path(self) -> str:
+        return os.path.join(temporaryDirectory(self), "history.sqlite3")
+
+    def store(self, path: str, **kwargs) -> SQLiteHistory:
+        history = SQLiteHistory(path, reactor, **kwargs)
+        history.open()
+        self.addCleanup(history.stop)
+        return history
+
+    def hub(self, history) -> tuple[Hub, object]:
+        clock = Clock()
+        clock.advance(START)
+        hub = Hub(clock, history)
+        hub.restore()
+        member = hub.login("alice", FakeListener())
+        return hub, member
+
+    def say(self, hub: Hub, member, room: str, *texts: str) -> list[events.Event]:
+        joined = hub.join(member, room)
+        return [hub.say(member, joined, text) for text in texts]
+
+
+class SQLiteTests(SQLiteTestCase):
+    async def test_roundTrip(self) -> None:
+        """
+        Messages and actions are written with everything a rendering
+        needs, and read back at the next start.
+        """
+        path = self.path()
+        history = self.store(path)
+        hub, alice = self.hub(history)
+        self.say(hub, alice, "Lobby", "one", "two")
+        hub.act(alice, hub.room("lobby"), "waves")
+        self.say(hub, alice, "dev", "in dev")
+        await history.stop()
+        self.assertEqual(
+            rows(path),
+            [
+                ("dev", 1, "dev", "message", "alice", "in dev", START),
+                ("lobby", 1, "Lobby", "message", "alice", "one", START),
+                ("lobby", 2, "Lobby", "message", "alice", "two", START),
+                ("lobby", 3, "Lobby", "action", "alice", "waves", START),
+            ],
+        )
+        loaded = {name: (lastId, recent) for name, lastId, recent in self.store(path).load(2)}
+        self.assertEqual(set(loaded), {"Lobby", "dev"})
+        lastId, recent = loaded["Lobby"]
+        self.assertEqual(lastId, 3)
+        self.assertEqual(
+            [(e.kind, e.text, e.id) for e in recent],
+            [("message", "two", 2), ("action", "waves", 3)],
+        )
+        self.assertEqual(recent[0].room, "Lobby")
+
+    async def test_writtenWhileRunning(self) -> None:
+        """
+        Messages reach the disk soon, without a stop.
+        """
+        path = self.path()
+        history = self.store(path, flushDelay=0.01)
+        hub, alice = self.hub(history)
+        self.say(hub, alice, "lobby", "hello")
+        await waitFor(lambda: len(rows(path)) == 1, "the message to be written")
+
+    async def test_batches(self) -> None:
+        """
+        Many messages go to the disk in few transactions.
+        """
+        path = self.path()
+        batches = []
+
+        class Counting(SQLiteHistory):
+            def _write(self, batch):
+                batches.append(len(batch))
+                super()._write(batch)
+
+        history = Counting(path, reactor, batchSize=1000)
+        history.open()
+        self.addCleanup(history.stop)
+        hub, alice = self.hub(history)
+        self.say(hub, alice, "lobby", *[f"m{i}" for i in range(5000)])
+        await history.stop()
+        self.assertEqual(len(rows(path)), 5000)
+        self.assertEqual(sum(batches), 5000)
+        self.assertLessEqual(len(batches), 6)
+
+    async def test_restart(self) -> None:
+        """
+        After a restart ids keep increasing and /history shows what was
+        said before.
+        """
+        path = self.path()
+        history = self.store(path)
+        hub, alice = self.hub(history)
+        self.say(hub, alice, "lobby", "before 1", "before 2")
+        await history.stop()
+
+        history = self.store(path)
+        clock = Clock()
+        clock.advance(START + 60)
+        hub = Hub(clock, history)
+        hub.restore()
+        factory = ChatFactory(hub, ChatLimits(), clock)
+        proto, transport = lineConnection(factory)
+        proto.dataReceived(b"bob\n/history\n/format json\nafter\n")
+        lines = transport.value().decode().splitlines()
+        self.assertEqual(lines[0], "success: logged in as bob, in #lobby with: nobody")
+        self.assertTrue(lines[1].endswith("#lobby alice: before 1"), lines)
+        self.assertTrue(lines[2].endswith("#lobby alice: before 2"), lines)
+        self.assertEqual(lines[3], "info: end of history of #lobby (2 messages)")
+        self.assertIn('"id":3', lines[-1])
+        proto.dataReceived(b"/quit\n")
+        await history.stop()
+        self.assertEqual([r[1] for r in rows(path)], [1, 2, 3])
+
+    async def test_stopWithoutWrites(self) -> None:
+        """
+        A store that never wrote has no thread to stop.
+        """
+        history = self.store(self.path())
+        self.assertIsNone(history._pool)
+        await history.stop()
+        self.assertIsNone(history._pool)
+
+    async def test_replace(self) -> None:
+        """
+        A message written twice (a retried batch) is kept once.
+        """
+        path = self.path()
+        history = self.store(path)
+        event = events.Event(events.MESSAGE, "lobby", "a", "x", id=1, ts=START)
+        history.append("lobby", event)
+        history.append("lobby", event)
+        await history.stop()
+        self.assertEqual(len(rows(path)), 1)
+
+
+class SQLiteFaultTests(SQLiteTestCase):
+    def test_parentIsAFile(self) -> None:
+        directory = temporaryDirectory(self)
+        blocker = os.path.join(directory, "file")
+        with open(blocker, "w") as f:
+            f.write("x")
+        path = os.path.join(blocker, "history.sqlite3")
+        error = self.assertRaises(HistoryError, SQLiteHistory(path, reactor).open)
+        self.assertIn(path, str(error))
+        self.assertEqual(len(str(error).splitlines()), 1)
+
+    def test_directory(self) -> None:
+        directory = temporaryDirectory(self)
+        self.assertRaises(HistoryError, SQLiteHistory(directory, reactor).open)
+
+    def test_readOnlyDirectory(self) -> None:
+        if os.geteuid() == 0:
+            raise unittest.SkipTest("root writes to read-only directories")
+        directory = temporaryDirectory(self)
+        os.chmod(directory, 0o500)
+        self.addCleanup(os.chmod, directory, 0o700)
+        path = os.path.join(directory, "history.sqlite3")
+        self.assertRaises(HistoryError, SQLiteHistory(path, reactor).open)
+
+    def test_corrupt(self) -> None:
+        path = self.path()
+        with open(path, "wb") as f:
+            f.write(b"this is not a database, " * 100)
+        error = self.assertRaises(HistoryError, SQLiteHistory(path, reactor).open)
+        self.assertIn(path, str(error))
+        self.assertIn("not a database", str(error))
+        self.assertRaises(HistoryError, SQLiteHistory(path, reactor).load, 10)
+
+    def test_lockedAtStart(self) -> None:
+        """
+        A database another process holds locked (before it is in WAL
+        mode) is a start-up error after a short wait.
+        """
+        path = self.path()
+        sqlite3.connect(path).close()
+        locker = sqlite3.connect(path, isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")
+        self.addCleanup(locker.close)
+        self.addCleanup(locker.execute, "ROLLBACK")
+        error = self.assertRaises(HistoryError, SQLiteHistory(path, reactor, timeout=0.1).open)
+        self.assertIn("locked", str(error))
+
+    async def test_lockedWhileRunning(self) -> None:
+        """
+        While another process holds the database, the writer waits on its
+        own thread: the reactor goes on, appends return at once, and once
+        the lock is gone everything is written.
+        """
+        path = self.path()
+        history = self.store(path, flushDelay=0, timeout=60)
+        hub, alice = self.hub(history)
+        locker = Locker(path)
+        self.addCleanup(locker.release)
+        self.say(hub, alice, "lobby", "one")
+        await waitFor(lambda: history._writing is not None, "the writer to start")
+        for i in range(10):
+            await deferLater(reactor, 0, lambda: None)
+            self.say(hub, alice, "lobby", f"while locked {i}")
+        self.assertFalse(history._writing.called)
+        locker.release()
+        await history.stop()
+        self.assertEqual(len(rows(path)), 11)
+
+    async def test_writeFailsThenRecovers(self) -> None:
+        """
+        A write that fails (locked past the timeout) is one log line and
+        is retried; nothing is lost once the store works again.
+        """
+        path = self.path()
+        logs = LogCatcher(self)
+        history = self.store(path, flushDelay=0, timeout=0.05)
+        hub, alice = self.hub(history)
+        locker = Locker(path)
+        self.addCleanup(locker.release)
+        self.say(hub, alice, "lobby", "one", "two")
+        await waitFor(lambda: logs.having("cannot write"), "the failure to be logged")
+        self.say(hub, alice, "lobby", "three")
+        locker.release()
+        await waitFor(lambda: logs.having("works again"), "the store to recover")
+        await history.stop()
+        self.assertEqual([r[5] for r in rows(path)], ["one", "two", "three"])
+        self.assertEqual(len(logs.having("cannot write")), 1)
+        self.assertIn(path, logs.having("cannot write")[0])
+
+    async def test_stopWhileLocked(self) -> None:
+        """
+        Stopping while the store is locked ends anyway, saying how many
+        messages could not be written.
+        """
+        path = self.path()
+        logs = LogCatcher(self)
+        history = self.store(path, flushDelay=0, timeout=0.05)
+        hub, alice = self.hub(history)
+        locker = Locker(path)
+        self.addCleanup(locker.release)
+        self.say(hub, alice, "lobby", "one", "two")
+        await history.stop()
+        self.assertEqual(logs.having("could not be written")[0].split()[1], "2")
+        self.assertIsNone(history._pool)
+
+    async def test_corruptWhileRunning(self) -> None:
+        """
+        A file that became garbage under a running server: a log line,
+        no exception, and the stop still ends.
+        """
+        path = self.path()
+        logs = LogCatcher(self)
+        history = self.store(path, flushDelay=0, timeout=0.05)
+        hub, alice = self.hub(history)
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.remove(path + suffix)
+        with open(path, "wb") as f:
+            f.write(b"garbage " * 1000)
+        self.say(hub, alice, "lobby", "one")
+        await waitFor(lambda: logs.having("cannot write"), "the failure to be logged")
+        self.assertIn("not a database", logs.having("cannot write")[0])
+        await history.stop()
+        self.assertTrue(logs.having("could not be written"))
+
+    async def test_bounded(self) -> None:
+        """
+        What waits for a dead store is bounded: past C{maxPending} the
+        oldest messages are dropped, with a log line.
+        """
+        path = self.path()
+        logs = LogCatcher(self)
+        history = self.store(path, flushDelay=0, timeout=0.05, maxPending=10)
+        hub, alice = self.hub(history)
+        locker = Locker(path)
+        self.addCleanup(locker.release)
+        self.say(hub, alice, "lobby", *[f"m{i}" for i in range(25)])
+        self.assertLessEqual(len(history._pending), 10)
+        self.assertTrue(logs.having("dropped"))
+        locker.release()
+        await history.stop()
+        written = [r[5] for r in rows(path)]
+        self.assertLessEqual(len(written), 20)
+        self.assertEqual(written[-10:], [f"m{i}" for i in range(15, 25)])
+
+
+class MemoryHistoryTests(unittest.SynchronousTestCase):
+    def test_keepsPerRoom(self) -> None:
+        history = MemoryHistory(perRoom=3)
+        clock = Clock()
+        hub = Hub(clock, history)
+        alice = hub.login("alice", FakeListener())
+        lobby = hub.join(alice, "Lobby")
+        for i in range(5):
+            hub.say(alice, lobby, str(i))
+        self.assertEqual([e.text for e in history.messages("lobby")], ["2", "3", "4"])
+        [(name, lastId, recent)] = list(history.load(2))
+        self.assertEqual((name, lastId, [e.text for e in recent]), ("Lobby", 5, ["3", "4"]))
+        [(_, _, nothing)] = list(history.load(0))
+        self.assertEqual(nothing, [])
+        self.successResultOf(history.stop())
