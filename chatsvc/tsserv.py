@@ -132,7 +132,7 @@ def udpPort(value: str | None, tcpDescription: str) -> tuple[int, str] | None:
         return None
     interface = interfaceOf(tcpDescription)
     kind, args, kwargs = splitDescription(value)
-    if kind == "udp":
+    if kind == "udp" and len(args) <= 1 and set(kwargs) <= {"port", "interface"}:
         port = kwargs.get("port", args[0] if args else "")
         interface = kwargs.get("interface", interface)
     elif not args and not kwargs:

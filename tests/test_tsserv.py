@@ -306,6 +306,8 @@ class OptionsTests(unittest.SynchronousTestCase):
         self.assertEqual(options["udp-port"], (6000, "127.0.0.1"))
         options = parse("--udp", "udp:7000:interface=127.0.0.2")
         self.assertEqual(options["udp-port"], (7000, "127.0.0.2"))
+        options = parse("--udp", r"udp:port=7000:interface=\:\:1")
+        self.assertEqual(options["udp-port"], (7000, "::1"))
 
     def test_udpOff(self):
         self.assertIsNone(parse("--udp", "off")["udp-port"])
@@ -342,6 +344,8 @@ class OptionsTests(unittest.SynchronousTestCase):
             ("--udp", "nonsense"),
             ("--udp", "70000"),
             ("--udp", "udp:"),
+            ("--udp", "udp:7000:interface=::1"),
+            ("--udp", "udp:7000:backlog=5"),
             ("--daytime", "99999"),
             ("--time", "bogus:1"),
             ("--port", "70000"),

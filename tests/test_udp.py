@@ -6,10 +6,11 @@ real loopback sockets.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, error, reactor, task
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
@@ -23,6 +24,7 @@ from chatsvc.udpservices import (
     OVERSIZED,
     REPLY,
     SERVICE_PORT,
+    SERVICE_PORTS,
     SOURCE_RATE,
     TOTAL_RATE,
     DatagramGuard,
@@ -612,6 +614,52 @@ class LoopbackTests(unittest.TestCase):
         await proto.handled(7)
         self.assertEqual(proto.guard.drops.totals, {EMPTY: 1, OVERSIZED: 2, REPLY: 3})
         self.assertEqual(len(client.received), 0)
+
+    def sourceOn(self, ports) -> tuple[UDPClient, int]:
+        """
+        A client bound to the first of C{ports} that is free (and allowed).
+        """
+        for number in ports:
+            client = UDPClient()
+            try:
+                port = reactor.listenUDP(number, client, interface="127.0.0.1")
+            except error.CannotListenError:
+                continue
+            self.addCleanup(port.stopListening)
+            return client, number
+        raise unittest.SkipTest(f"none of the ports {sorted(ports)} can be bound here")
+
+    async def test_servicePortSource(self):
+        """
+        A datagram really sent from a well-known service port (SSDP,
+        mDNS, memcached: unprivileged ones) gets nothing.
+        """
+        proto, port = self.listen()
+        service, number = self.sourceOn(sorted(p for p in SERVICE_PORTS if p >= 1024))
+        service.send(b"hi", port)
+        client = udpClient(self)
+        client.send(b"good", port)
+        self.assertEqual(await client.receive(), stamp(NOW, "good").encode())
+        await proto.handled(2)
+        self.assertEqual(proto.guard.drops.totals, {SERVICE_PORT: 1})
+        self.assertEqual(len(service.received), 0)
+
+    async def test_lowPortSource(self):
+        """
+        A datagram really sent from a port below 1024 gets nothing (needs
+        root to bind one; the rule itself is tested above either way).
+        """
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("binding a port below 1024 needs root")
+        proto, port = self.listen()
+        low, number = self.sourceOn([1023, 1022, 1021, 999])
+        low.send(b"hi", port)
+        client = udpClient(self)
+        client.send(b"good", port)
+        self.assertEqual(await client.receive(), stamp(NOW, "good").encode())
+        await proto.handled(2)
+        self.assertEqual(proto.guard.drops.totals, {LOW_PORT: 1})
+        self.assertEqual(len(low.received), 0)
 
     async def test_floodFromOneSource(self):
         """
