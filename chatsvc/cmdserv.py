@@ -250,6 +250,7 @@ class CommandFactory(LineFactory):
     """
 
     protocol = CommandProtocol
+    noisy = False
 
     def __init__(self, lister, limits=None, clock=None) -> None:
         super().__init__(limits, clock)
