@@ -87,6 +87,9 @@ def addressKey(address) -> str | None:
     if ip.version == 6:
         if ip.ipv4_mapped is not None:
             return str(ip.ipv4_mapped)
+        if ip.is_loopback:
+            # "::/64" would not be recognised as loopback by isLoopback.
+            return str(ip)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
 
@@ -317,9 +320,10 @@ class LineProtocol(protocol.Protocol):
 
     def inputEnded(self) -> None:
         """
-        The peer half-closed and every line it sent has been answered.
+        The peer half-closed and every line it sent has been answered:
+        close (aborting after the grace if it does not take its replies).
         """
-        self.transport.loseConnection()
+        self.closeWith(None)
 
     # -- output -------------------------------------------------------------
 
@@ -385,6 +389,9 @@ class LineProtocol(protocol.Protocol):
             self.sendLine(line)
         self.disconnecting = True
         self.framer.clear()
+        # A transport never closes while a streaming producer it paused is
+        # registered (loseConnection waits for it to be unregistered).
+        self.transport.unregisterProducer()
         self.transport.loseConnection()
         self._closeTimer = self.clock.callLater(
             self.factory.limits.closeGrace, self.transport.abortConnection
