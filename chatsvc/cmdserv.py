@@ -29,7 +29,7 @@ from twisted.python import threadpool, usage
 
 from chatsvc import listing
 from chatsvc.lineproto import LineFactory, LineProtocol
-from chatsvc.listening import ListenService, raiseFileLimit
+from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit
 from chatsvc.options import ServiceOptions, integer
 
 log = Logger()
@@ -334,12 +334,15 @@ class CommandService(service.MultiService):
 
 def makeService(options) -> service.MultiService:
     """
-    The listing pool and the listener, under one L{CommandService}.
+    The listing pool and the listener, under one L{CommandService}; a
+    stop on SIGTERM exits with status 0 (L{ExitCleanly}).
     """
     from twisted.internet import reactor
 
     raiseFileLimit()
     top = CommandService()
+    # Stopped last: a SIGTERM stop that got this far exits 0.
+    ExitCleanly(reactor).setServiceParent(top)
     lister = ListingService(
         options["root"],
         maxEntries=options["max-entries"],
