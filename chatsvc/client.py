@@ -527,7 +527,16 @@ class Session:
 
     def _closeIfAnswered(self) -> None:
         if self._replies >= self._sent and self.connection is not None:
-            self.connection.transport.loseConnection()
+            self._close()
+
+    def _close(self) -> None:
+        """
+        Close the connection once what was written has gone out.  The
+        console lets go of it first: TLS does not close while a producer
+        is registered with it.
+        """
+        self.console.detach()
+        self.connection.transport.loseConnection()
 
     def _closeNow(self) -> None:
         self._timer = None
@@ -552,7 +561,7 @@ class Session:
         if self.connection is not None:
             closed = self.connection.whenClosed()
             transport = self.connection.transport
-            transport.loseConnection()
+            self._close()
             timer = self.clock.callLater(CLOSE_GRACE, transport.abortConnection)
             closed.addBoth(lambda _: timer.active() and timer.cancel())
         else:

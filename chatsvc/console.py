@@ -366,9 +366,15 @@ class _ConsoleBase:
             stdio.registerProducer(transport, True)
 
     def detach(self) -> None:
-        if self._socket is None:
+        """
+        Let go of the connection (it is closing or gone).  TLS will not
+        close while a producer is registered with it.
+        """
+        socket, self._socket = self._socket, None
+        if socket is None:
             return
-        self._socket = None
+        if getattr(socket, "connected", True):
+            socket.unregisterProducer()
         self.resumeInput("socket")
         stdio = self._stdio
         if stdio is not None and not self._outputGone:

@@ -395,6 +395,68 @@ class PipeTests(TestCase):
         self.assertEqual(out, b"\x1b[31merror: boom\x1b[0m\n")
 
 
+def localhostCertificate(directory: str):
+    """
+    A self-signed certificate for C{localhost}: its PEM file is written
+    to C{directory} (for the client's C{trustRoots}); the server's TLS
+    options are returned.
+    """
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    from twisted.internet import ssl
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 (3.10 has no datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    certPEM = cert.public_bytes(serialization.Encoding.PEM)
+    keyPEM = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    os.makedirs(directory)
+    with open(os.path.join(directory, "localhost.pem"), "wb") as f:
+        f.write(certPEM)
+    return ssl.PrivateCertificate.loadPEM(certPEM + keyPEM).options()
+
+
+class TLSTests(TestCase):
+    """
+    A C{tls:} endpoint description: TLS cannot half-close, so on end of
+    input the client closes once every line has had its reply.
+    """
+
+    async def test_plainOverTLS(self) -> None:
+        roots = self.mktemp()
+        options = localhostCertificate(roots)
+        server = ScriptedServer()
+        server.port = reactor.listenSSL(0, server, options, interface="127.0.0.1")
+        self.addCleanup(server.shutdown)
+        port = server.port.getHost().port
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", f"tls:localhost:{port}:trustRoots={roots}"],
+            b"date\nos\n",
+            env=clientEnv(),
+        )
+        self.assertEqual((code, out, err), (0, b"echo date\necho os\n", b""))
+
+
 class ChatPipeTests(TestCase):
     """
     Chat mode on pipes, against a miniature chat service.
@@ -449,6 +511,21 @@ class ChatPipeTests(TestCase):
         )
         self.assertEqual(code, 3)
         assertOneLine(self, err, "login full: the server holds 2 users")
+
+    async def test_interrupted(self) -> None:
+        """
+        SIGINT (Ctrl-C from the shell) leaves the chat with C{/quit} and
+        status 130.
+        """
+        server = ScriptedServer(chatResponder(b"success: hi"))
+        port = await server.listen(self)
+        client = ClientProcess.start(self, "--port", str(port), "-u", "alice")
+        await client.waitError(b"login success")
+        client.transport.signalProcess("INT")
+        self.assertEqual(await server.nextLine(), b"alice")
+        self.assertEqual(await server.nextLine(), b"/quit")
+        self.assertEqual(await client.wait(), 130)
+        self.assertNotIn(b"Traceback", bytes(client.err))
 
     async def test_chatServerGoesAway(self) -> None:
         server = ScriptedServer(chatResponder(b"success: hi"))
