@@ -39,13 +39,6 @@ _STAMP_REPLY = re.compile(rb"\s*\[" + _CTIME + rb"\]")
 _DAYTIME_REPLY = re.compile(rb"\s*" + _CTIME + rb"\s*")
 
 
-def ctime(seconds: float) -> str:
-    """
-    C{time.ctime} of C{seconds}: C{Sat Nov 21 10:00:00 2026}.
-    """
-    return time.ctime(seconds)
-
-
 def stamp(seconds: float, text: str) -> str:
     """
     The timestamp echo of C{text}: C{[ctime] text}.
