@@ -422,10 +422,16 @@ class PipeConsole(_ConsoleBase, LineReceiver):
 
     delimiter = b"\n"
     MAX_LENGTH = 1024 * 1024
-    interactive = False
 
-    def __init__(self, user, errors: ErrorStream, colours: Colours) -> None:
+    def __init__(
+        self, user, errors: ErrorStream, colours: Colours, interactive: bool = False
+    ) -> None:
+        """
+        @param interactive: standard input is a terminal (while standard
+            output is not), so a person can still answer a question.
+        """
         _ConsoleBase.__init__(self, user, errors, colours)
+        self.interactive = interactive
 
     @property
     def _stdio(self):
@@ -838,7 +844,7 @@ def openConsole(reactor, user, colours: Colours, tty=None):
 
     errors = ErrorStream(reactor)
     if tty is None:
-        console = PipeConsole(user, errors, colours)
+        console = PipeConsole(user, errors, colours, interactive=_isatty(os.isatty, 0))
         stdio.StandardIO(console, reactor=reactor)
         return console
     width, height = tty.size()
