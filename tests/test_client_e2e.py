@@ -11,7 +11,14 @@ import re
 from twisted.trial.unittest import TestCase
 
 from tests.support import TwistdProcess, runProcess
-from tests.test_client_process import CLIENT, SCRIPT, ClientProcess, assertOneLine, clientEnv
+from tests.test_client_process import (
+    CLIENT,
+    SCRIPT,
+    ClientProcess,
+    assertOneLine,
+    clientEnv,
+    temporaryDirectory,
+)
 
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 CTIME = r"\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}"
@@ -23,8 +30,7 @@ class ServiceTests(TestCase):
     """
 
     async def startService(self, name: str, *args: str) -> TwistdProcess:
-        cwd = self.mktemp()
-        os.makedirs(cwd)
+        cwd = temporaryDirectory(self)
         service = await TwistdProcess.start(name, "--port", LOOPBACK, *args, cwd=cwd)
         self.addCleanup(service.stop)
         return service
@@ -78,8 +84,7 @@ class ChatTests(TestCase):
     """
 
     async def setUp(self) -> None:
-        cwd = self.mktemp()
-        os.makedirs(cwd)
+        cwd = temporaryDirectory(self)
         self.service = await TwistdProcess.start("chat", "--port", LOOPBACK, cwd=cwd)
         self.addCleanup(self.service.stop)
         self.port = str(self.service.port())

@@ -13,7 +13,9 @@ from __future__ import annotations
 import io
 import os
 import re
+import shutil
 import sys
+import tempfile
 from collections import deque
 
 from twisted.internet import defer, error, interfaces, protocol, reactor
@@ -32,6 +34,16 @@ CLIENT = [sys.executable, "-m", "chatsvc.client"]
 SCRIPT = os.path.join(os.path.dirname(sys.executable), "chatsvc-client")
 
 SGR = re.compile(rb"\x1b\[[0-9;]*m")
+
+
+def temporaryDirectory(test: TestCase) -> str:
+    """
+    A fresh directory, removed after the test (C{TestCase.mktemp} would
+    leave one in the working directory under pytest).
+    """
+    path = tempfile.mkdtemp(prefix="chatsvc-client-")
+    test.addCleanup(shutil.rmtree, path, True)
+    return path
 
 
 def clientEnv(**extra: str) -> dict:
@@ -443,7 +455,7 @@ class TLSTests(TestCase):
     """
 
     async def test_plainOverTLS(self) -> None:
-        roots = self.mktemp()
+        roots = os.path.join(temporaryDirectory(self), "roots")
         options = localhostCertificate(roots)
         server = ScriptedServer()
         server.port = reactor.listenSSL(0, server, options, interface="127.0.0.1")
