@@ -1,0 +1,259 @@
+"""
+A trivial server that measures the load generator itself.
+
+It logs clients in the cheapest way that satisfies the generator's
+drivers (native: C{success:}; IRC: 001, 381, MODE, 366), then, in the
+default C{--mode blast}, does nothing but:
+
+  - read and discard what clients send (so senders run as fast as the
+    generator can produce);
+  - once the first benchmark message arrives, write pre-encoded message
+    lines to every client as fast as each socket takes them, for
+    C{--duration} seconds.
+
+The lines are made once per block of C{--block} messages: block b is
+"sender" b with sequence numbers 0 .. block-1, so receivers that verify
+see well-formed, in-order streams.  One block's bytes go to every client,
+so the blaster's cost per delivery is a share of one large C{send}: far
+below the generator's cost per delivery.  Whatever rate the generator
+reports against it is therefore the generator's own ceiling on this
+machine, which the harness compares every server's figures with.
+
+C{--mode relay} is the least a chat server can do instead: each message
+line is sent on at once (one C{send} per recipient, no batching, no
+parsing beyond finding the text) to every other client.  Its latency is
+the floor that the generator, the kernel and the machine's load leave
+for any server's latency figures.
+
+Usage: python -m benchmarks.blaster --port PORT --protocol line|irc [--mode relay]
+"""
+
+from __future__ import annotations
+
+import argparse
+import selectors
+import socket
+import sys
+import time
+
+from benchmarks.wire import MARK, messageText
+
+SEND_SIZE = 256 * 1024
+
+
+class Client:
+    __slots__ = ("sock", "inbuf", "ready", "block", "offset", "nick", "pending")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.inbuf = b""
+        self.ready = False
+        self.block = 0
+        self.offset = 0
+        self.nick = b"*"
+        self.pending = b""
+
+
+class Blaster:
+    def __init__(self, protocol: str, duration: float, block: int, relay: bool = False) -> None:
+        self.protocol = protocol
+        self.relay = relay
+        self.duration = duration
+        self.blockSize = block
+        self.sel = selectors.DefaultSelector()
+        self.clients: dict[int, Client] = {}
+        self.blocks: dict[int, bytes] = {}
+        self.started = 0.0
+        self.maxBlock = -1
+        eol = "\r\n" if protocol == "irc" else "\n"
+        prefix = ":c999999!c@127.0.0.1 PRIVMSG #r0 :" if protocol == "irc" else ""
+        # One template block; each block differs only in its sender field.
+        self.template = "".join(
+            f"{prefix}{messageText(999999, k, 0)}{eol}" for k in range(block)
+        ).encode()
+        if protocol == "irc":
+            self.relayPrefix = b":relay!r@127.0.0.1 PRIVMSG #r0 :"
+        else:
+            self.relayPrefix = b"[Sat Nov 21 10:00:00 2026] #r0 relay: "
+
+    def block(self, b: int) -> bytes | None:
+        """
+        The bytes of block C{b}, made on first use; None past the end.
+        """
+        data = self.blocks.get(b)
+        if data is None:
+            if b > self.maxBlock:
+                if time.monotonic() - self.started > self.duration:
+                    return None
+                self.maxBlock = b
+                self.blocks.pop(b - 64, None)
+            data = self.template.replace(b"999999:", b"%d:" % b)
+            if b > self.maxBlock - 64:
+                self.blocks[b] = data
+        return data
+
+    def accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except BlockingIOError:
+                return
+            sock.setblocking(False)
+            client = Client(sock)
+            self.clients[sock.fileno()] = client
+            self.sel.register(sock, selectors.EVENT_READ, client)
+
+    def read(self, client: Client) -> None:
+        try:
+            data = client.sock.recv(SEND_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.drop(client)
+            return
+        if self.relay:
+            self.forward(client, data)
+            return
+        if not self.started and MARK in data:
+            self.started = time.monotonic()
+            for other in self.clients.values():
+                if other.ready:
+                    self.sel.modify(other.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, other)
+        if client.ready:
+            return
+        buf = client.inbuf + data
+        lines = buf.split(b"\n")
+        client.inbuf = lines.pop()[-4096:]
+        for line in lines:
+            reply = self.answer(client, line.rstrip(b"\r"))
+            if reply:
+                client.sock.sendall(reply)
+
+    def forward(self, client: Client, data: bytes) -> None:
+        """
+        Relay mode: log in as usual; send every message line on to every
+        other ready client at once.
+        """
+        buf = client.inbuf + data
+        lines = buf.split(b"\n")
+        client.inbuf = lines.pop()[-65536:]
+        for line in lines:
+            line = line.rstrip(b"\r")
+            at = line.find(MARK)
+            if at < 0:
+                reply = self.answer(client, line)
+                if reply:
+                    client.sock.sendall(reply)
+                continue
+            out = self.relayPrefix + line[at:] + (b"\r\n" if self.protocol == "irc" else b"\n")
+            for other in list(self.clients.values()):
+                if other is not client and other.ready:
+                    self.push(other, out)
+
+    def push(self, client: Client, data: bytes) -> None:
+        if client.pending:
+            client.pending += data
+            return
+        try:
+            n = client.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError:
+            self.drop(client)
+            return
+        if n < len(data):
+            client.pending = data[n:]
+            self.sel.modify(client.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, client)
+
+    def answer(self, client: Client, line: bytes) -> bytes | None:
+        if self.protocol == "line":
+            client.ready = True
+            return b"success: logged in\n"
+        word, _, rest = line.partition(b" ")
+        word = word.upper()
+        if word == b"NICK":
+            client.nick = rest.strip()
+            return b":blaster 001 " + client.nick + b" :welcome\r\n"
+        if word == b"OPER":
+            return b":blaster 381 " + client.nick + b" :operator\r\n"
+        if word == b"MODE":
+            return b":" + client.nick + b" MODE " + rest + b"\r\n"
+        if word == b"JOIN":
+            client.ready = True
+            return b":blaster 366 " + client.nick + b" " + rest + b" :End of NAMES\r\n"
+        if word == b"PING":
+            return b":blaster PONG blaster " + rest + b"\r\n"
+        return None
+
+    def write(self, client: Client) -> None:
+        if self.relay:
+            try:
+                n = client.sock.send(client.pending)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self.drop(client)
+                return
+            client.pending = client.pending[n:]
+            if not client.pending:
+                self.sel.modify(client.sock, selectors.EVENT_READ, client)
+            return
+        data = self.block(client.block)
+        if data is None:
+            self.sel.modify(client.sock, selectors.EVENT_READ, client)
+            return
+        try:
+            n = client.sock.send(memoryview(data)[client.offset : client.offset + SEND_SIZE])
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.drop(client)
+            return
+        client.offset += n
+        if client.offset >= len(data):
+            client.block += 1
+            client.offset = 0
+
+    def drop(self, client: Client) -> None:
+        self.clients.pop(client.sock.fileno(), None)
+        self.sel.unregister(client.sock)
+        client.sock.close()
+
+    def serve(self, port: int) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(4096)
+        listener.setblocking(False)
+        self.sel.register(listener, selectors.EVENT_READ, None)
+        print(f"blaster listening on 127.0.0.1:{listener.getsockname()[1]}", flush=True)
+        while True:
+            for key, mask in self.sel.select(1.0):
+                client = key.data
+                if client is None:
+                    self.accept(listener)
+                    continue
+                if mask & selectors.EVENT_READ:
+                    self.read(client)
+                if mask & selectors.EVENT_WRITE and client.sock.fileno() in self.clients:
+                    self.write(client)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--protocol", choices=("line", "irc"), default="line")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of blasting")
+    parser.add_argument("--block", type=int, default=1000, help="messages per pre-encoded block")
+    parser.add_argument("--mode", choices=("blast", "relay"), default="blast")
+    args = parser.parse_args(argv)
+    try:
+        Blaster(args.protocol, args.duration, args.block, args.mode == "relay").serve(args.port)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,290 @@
+"""
+The servers under test: how each is started, on loopback only, with the
+limits raised that would otherwise measure a policy instead of a server.
+
+Every server runs in the foreground as a child of the harness, in a
+temporary directory that holds its config and its log, on a port picked
+free on 127.0.0.1.  The child's soft open-file limit is raised to the
+hard one before it starts (10,000 connections need it; chatsvc raises
+its own as well).  The measured process is the child itself:
+C{twistd -n}, C{ngircd -n} and C{miniircd} all stay in the foreground.
+
+The exact command lines are in L{Server.command} and are copied into
+RESULTS.md by the harness.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.wire import nick
+
+HERE = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("VENV", "/work/venv"))
+PEERS_DIR = Path(os.environ.get("PEERS_DIR", Path.home() / ".cache/chatsvc-bench/peers"))
+NGIRCD = shutil.which("ngircd") or "/usr/sbin/ngircd"
+MINIIRCD = PEERS_DIR / "miniircd/bin/miniircd"
+
+#: The password every IRC client of the generator uses where one is needed.
+PASSWORD = "bench"
+
+#: chatsvc's flags for benchmarking: no flood pacing, room for 10,000+
+#: clients, a send queue large enough that a receiver is not cut off
+#: while the generator keeps up (cuts are counted and reported).
+CHATSVC_FLAGS = [
+    "--history",
+    ":memory:",
+    "--max-clients",
+    "20000",
+    "--flood-burst",
+    "1000000",
+    "--flood-rate",
+    "1000000",
+    "--recv-queue",
+    "1000000",
+    "--send-queue",
+    str(16 * 1024 * 1024),
+    "--login-timeout",
+    "300",
+]
+
+NGIRCD_CONF = """\
+# ngircd for benchmarks: loopback only, limits raised as far as the
+# config allows.  MaxPenaltyTime = 0 disables penalty delays; the
+# operator block lets senders set user mode +F (relaxed flood control:
+# 10 instead of 3 commands per loop and no throttling).
+[Global]
+    Name = bench.local
+    Info = chatsvc benchmark peer
+    Listen = 127.0.0.1
+    Ports = {port}
+    MotdPhrase = benchmark
+[Limits]
+    MaxConnections = 0
+    MaxConnectionsIP = 0
+    MaxJoins = 0
+    MaxPenaltyTime = 0
+    PingTimeout = 600
+    PongTimeout = 600
+[Options]
+    DNS = no
+    Ident = no
+    PAM = no
+[Operator]
+    Name = bench
+    Password = {password}
+"""
+
+
+def freePort() -> int:
+    """
+    A TCP port free on 127.0.0.1 right now.
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _raiseFileLimit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass
+class Server:
+    """
+    One kind of server.
+
+    @ivar name: as in results and C{--server}.
+    @ivar protocol: what the generator speaks to it (C{line} or C{irc}).
+    @ivar oper: IRC operator login and modes for senders, or L{None}.
+    @ivar password: sent with PASS, or L{None}.
+    @ivar relay: false for the blaster, which relays nothing.
+    @ivar extra: more arguments for the command.
+    """
+
+    name: str
+    protocol: str
+    oper: tuple | None = None
+    password: str | None = None
+    relay: bool = True
+    extra: tuple = ()
+
+    @property
+    def isGenerator(self) -> bool:
+        """
+        Whether this is one of our own trivial servers (the blaster).
+        """
+        return self.name.startswith(("blaster", "relay"))
+
+    def prepare(self, port: int, workdir: Path, clients: int) -> None:
+        """
+        Write what the server reads at start into C{workdir}.
+        """
+        if self.name == "words":
+            users = "".join(f"{nick(i)}:{PASSWORD}\n" for i in range(clients))
+            (workdir / "users.txt").write_text(users)
+        elif self.name == "ngircd":
+            conf = NGIRCD_CONF.format(port=port, password=PASSWORD)
+            (workdir / "ngircd.conf").write_text(conf)
+
+    def command(self, port: int, workdir: Path) -> tuple[list[str], dict]:
+        """
+        The command line and extra environment that start this server.
+        """
+        py = str(VENV / "bin/python")
+        if self.name == "chatsvc":
+            listen = f"tcp:{port}:interface=127.0.0.1"
+            argv = [str(VENV / "bin/twistd"), "-n", "--pidfile=", "chat", "--port", listen]
+            return argv + CHATSVC_FLAGS, {}
+        if self.name == "words":
+            users = workdir / "users.txt"
+            argv = [py, str(HERE / "words_peer.py"), "-n", "--pidfile=", "words"]
+            argv += ["--irc-port", f"tcp:{port}:interface=127.0.0.1"]
+            return argv, {"BENCH_WORDS_USERS": str(users)}
+        if self.name == "miniircd":
+            argv = [str(MINIIRCD), "--listen", "127.0.0.1", "--ports", str(port)]
+            if os.geteuid() == 0:  # it refuses to run as root
+                argv += ["--setuid", "nobody"]
+            return argv, {}
+        if self.name == "ngircd":
+            return [NGIRCD, "-n", "-f", str(workdir / "ngircd.conf")], {}
+        if self.isGenerator:
+            argv = [py, "-m", "benchmarks.blaster", "--port", str(port)]
+            return argv + ["--protocol", self.protocol, *self.extra], {}
+        raise ValueError(f"unknown server {self.name!r}")
+
+    def version(self) -> str:
+        """
+        The version of this server's software, for RESULTS.md.
+        """
+        try:
+            if self.name == "chatsvc":
+                import chatsvc
+
+                return f"chatsvc {chatsvc.__version__} (git {_gitHead()})"
+            if self.name == "words":
+                import twisted
+
+                return f"Twisted {twisted.__version__} words"
+            if self.name == "miniircd":
+                out = subprocess.run([str(MINIIRCD), "--version"], capture_output=True, text=True)
+                return f"miniircd {(out.stdout or out.stderr).strip()}"
+            if self.name == "ngircd":
+                out = subprocess.run([NGIRCD, "--version"], capture_output=True, text=True)
+                return out.stdout.splitlines()[0].strip()
+        except (OSError, IndexError, ImportError) as e:
+            return f"unknown ({e})"
+        return "benchmarks/blaster.py"
+
+
+def _gitHead() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(HERE.parent), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip() or "?"
+    except OSError:
+        return "?"
+
+
+SERVERS = {
+    "chatsvc": Server("chatsvc", "line"),
+    "ngircd": Server("ngircd", "irc", oper=("bench", PASSWORD, "+F")),
+    "miniircd": Server("miniircd", "irc"),
+    "words": Server("words", "irc", password=PASSWORD),
+    "blaster-line": Server("blaster-line", "line", relay=False),
+    "blaster-irc": Server("blaster-irc", "irc", relay=False),
+    "relay-line": Server("relay-line", "line", extra=("--mode", "relay")),
+    "relay-irc": Server("relay-irc", "irc", extra=("--mode", "relay")),
+}
+
+#: Peers in the order RESULTS.md shows them (ngircd is the yardstick).
+PEERS = ["ngircd", "miniircd", "words"]
+
+
+class Running:
+    """
+    A started server: its process, port and directory.
+    """
+
+    def __init__(self, server: Server, clients: int, extra: list[str] = ()) -> None:
+        self.server = server
+        self.dir = Path(tempfile.mkdtemp(prefix=f"bench-{server.name}-"))
+        self.port = freePort()
+        server.prepare(self.port, self.dir, clients)
+        self.argv, env = server.command(self.port, self.dir)
+        self.argv += list(extra)
+        self.log = open(self.dir / "server.log", "wb")
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=self.dir,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=os.environ | env | {"PYTHONPATH": str(HERE.parent)},
+            preexec_fn=_raiseFileLimit,
+        )
+        self.pid = self.proc.pid
+        self._waitListening()
+
+    def _waitListening(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.server.name} exited at start:\n{self.logTail()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    time.sleep(0.3)  # let it forget the probe
+                    return
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.server.name} did not listen within {timeout:g} s")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def logTail(self, size: int = 2000) -> str:
+        try:
+            return (self.dir / "server.log").read_bytes()[-size:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def stop(self) -> int | None:
+        """
+        SIGTERM, a few seconds' grace, then SIGKILL; remove the directory.
+        """
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(8)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        code = self.proc.returncode
+        shutil.rmtree(self.dir, ignore_errors=True)
+        return code
+
+
+def commandLine(server: Server) -> str:
+    """
+    The command that starts C{server}, as text for RESULTS.md, with
+    C{PORT} and C{DIR} (its temporary directory) as placeholders.
+    """
+    argv, env = server.command(6667, Path("DIR"))
+    words = [f"{k}={v}" for k, v in env.items()] + argv
+    text = " ".join(words).replace("6667", "PORT")
+    return text.replace(str(HERE.parent) + "/", "").replace(str(Path.home()), "~")
