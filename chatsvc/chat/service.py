@@ -6,12 +6,11 @@ store and the hub, with one listener per protocol (the native line
 protocol now; gateways later).  Starting opens the history before
 anything listens, so a store that cannot be used is a one-line error and
 exit status 1; stopping stops listening, says goodbye to everyone, waits
-a short grace, then writes out the history.
+a short grace, then writes out the history, and a stop on SIGTERM exits
+with status 0 (L{ExitCleanly}).
 """
 
 from __future__ import annotations
-
-import sys
 
 from twisted.application import service
 from twisted.internet import defer
@@ -20,7 +19,7 @@ from twisted.logger import Logger
 from chatsvc.chat.history import HistoryError, MemoryHistory, SQLiteHistory
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
-from chatsvc.listening import ListenService, raiseFileLimit
+from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit, startupError
 from chatsvc.options import ServiceOptions, integer, seconds
 
 log = Logger()
@@ -118,8 +117,7 @@ class ChatService(service.MultiService):
                 self.history.open()
             self.hub.restore()
         except HistoryError as e:
-            sys.stderr.write(f"twistd chat: {e}\n")
-            sys.stderr.flush()
+            startupError(f"twistd chat: {e}")
             raise SystemExit(1) from None
         super().privilegedStartService()
 
@@ -146,4 +144,5 @@ def makeService(options: Options) -> ChatService:
     )
     listener.grace = SHUTDOWN_GRACE
     listener.setServiceParent(top)
+    ExitCleanly(reactor).setServiceParent(top)
     return top
