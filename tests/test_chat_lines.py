@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import time
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet.error import ConnectionDone
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -21,6 +23,7 @@ from chatsvc.chat import lines
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
 from chatsvc.testing import Clock, MemoryHistory, lineConnection
+from tests.hypothesisprofiles import examples
 
 #: Sat Nov 21 10:00:00 2026 UTC, the contract's example time.
 START = 1795255200.0
@@ -1023,6 +1026,65 @@ class FuzzTests(ChatTestCase):
             line = " ".join(rng.choice(words) for _ in range(rng.randrange(1, 4)))
             peer.send(line)
             peer.raw()
+
+
+_PIECES = [
+    b"hello",
+    b" ",
+    b"/me ",
+    b"/msg bob ",
+    b"//",
+    b"/who",
+    b"/nick x",
+    b"\x1b[2J",
+    b"\x07",
+    b"\x00",
+    b"\r",
+    b"\xff",
+    b"\xc2\x9b",
+    b"\xe2\x80\xae",
+    "é☕\U0001f600".encode(),
+    b"\xf0\x9f",
+]
+
+
+class ChunkingPropertyTests(unittest.SynchronousTestCase):
+    """
+    Whatever a client sends, cut anywhere: the same replies and the same
+    relayed lines as one write, and nothing harmful reaches the others.
+    """
+
+    def exchange(self, stream: bytes, cuts: list[int]) -> tuple[bytes, bytes]:
+        clock = Clock()
+        clock.advance(START)
+        hub = Hub(clock, MemoryHistory())
+        factory = ChatFactory(hub, ChatLimits(floodBurst=10**6, recvQueue=10**6), clock)
+        bob = Peer(factory, port=1)
+        bob.send("bob")
+        bob.raw()
+        alice = Peer(factory, port=2)
+        alice.send("alice")
+        bob.raw()
+        start = 0
+        for cut in sorted(set(cuts)) + [len(stream)]:
+            alice.proto.dataReceived(stream[start:cut])
+            start = cut
+        return alice.raw(), bob.raw()
+
+    @settings(max_examples=examples(300))
+    @given(
+        st.lists(st.lists(st.sampled_from(_PIECES), max_size=6), max_size=8),
+        st.lists(st.integers(min_value=0, max_value=400), max_size=20),
+    )
+    def test_chunking(self, lines, cuts) -> None:
+        stream = b"".join(b"".join(line) + b"\n" for line in lines)
+        cuts = [c for c in cuts if c <= len(stream)]
+        whole = self.exchange(stream, [])
+        self.assertEqual(self.exchange(stream, cuts), whole)
+        relayed = whole[1]
+        for bad in (b"\x1b", b"\x07", b"\x00", b"\r", b"\x9b"):
+            self.assertNotIn(bad, relayed)
+        relayed.decode("utf-8")
 
 
 class ModuleTests(unittest.SynchronousTestCase):
