@@ -311,12 +311,16 @@ class LineProtocol(protocol.Protocol):
         """
         The peer will send nothing more: finish what it asked, then close.
         """
+        if self.disconnecting:
+            self.transport.loseConnection()
+            return
         self._inputEnded = True
         self.framer.finish()
         self._handleLines()
 
     def writeConnectionLost(self) -> None:
-        self.transport.abortConnection()
+        if not self.disconnecting:
+            self.transport.abortConnection()
 
     def inputEnded(self) -> None:
         """
@@ -392,7 +396,15 @@ class LineProtocol(protocol.Protocol):
         # A transport never closes while a streaming producer it paused is
         # registered (loseConnection waits for it to be unregistered).
         self.transport.unregisterProducer()
-        self.transport.loseConnection()
+        if _canHalfClose(self.transport) and not self._inputEnded:
+            # Closing a socket with unread input makes the kernel send a
+            # reset, which can destroy the last line before the peer reads
+            # it.  So: half-close, read and drop until the peer closes too
+            # (readConnectionLost), abort after the grace period.
+            self.transport.resumeProducing()
+            self.transport.loseWriteConnection()
+        else:
+            self.transport.loseConnection()
         self._closeTimer = self.clock.callLater(
             self.factory.limits.closeGrace, self.transport.abortConnection
         )
@@ -431,6 +443,16 @@ class LineProtocol(protocol.Protocol):
             self.factory.connections.discard(self)
             self.factory.policy.release(self._policyKey)
             self.factory.connectionGone(self)
+
+
+def _canHalfClose(transport) -> bool:
+    """
+    Whether C{transport} is plain TCP that can shut down its sending side
+    alone (TLS cannot: its close is a record of its own).
+    """
+    from twisted.internet import tcp
+
+    return isinstance(transport, tcp.Connection) and not getattr(transport, "TLS", False)
 
 
 def _tuneSocket(transport) -> None:

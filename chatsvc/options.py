@@ -147,8 +147,7 @@ class ServiceOptions(usage.Options):
             if message.startswith(prefix):
                 message = message[len(prefix) :]
             sys.stderr.write(
-                f"twistd {self.command}: error: {message}\n"
-                f"(twistd {self.command} --help lists the options)\n"
+                f"twistd {self.command}: error: {message} (see twistd {self.command} --help)\n"
             )
             raise SystemExit(2) from None
 

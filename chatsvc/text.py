@@ -6,7 +6,10 @@ with replacement, so bad bytes never cost a connection.  Then anything a
 terminal would obey rather than show is made visible instead:
 
   - C0 controls (but TAB) become their Unicode control pictures
-    (ESC is shown as U+241B, NUL as U+2400), DEL as U+2421;
+    (NUL is shown as U+2400, BEL as U+2407), DEL as U+2421; ESC alone
+    becomes U+238B, the keyboard's Escape symbol, because its control
+    picture U+241B is E2 90 9B in UTF-8 and 0x9B is CSI to a terminal
+    that takes C1 controls from raw bytes;
   - C1 controls (U+0080-U+009F, CSI U+009B among them) become U+FFFD;
   - bidi embeddings, overrides and isolates (U+202A-U+202E,
     U+2066-U+2069), which would reorder the text after them (the sender's
@@ -22,6 +25,7 @@ import re
 _UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 _NEUTRAL = {c: 0x2400 + c for c in range(0x20) if c != 0x09}
+_NEUTRAL[0x1B] = 0x238B
 _NEUTRAL[0x7F] = 0x2421
 _NEUTRAL.update((c, 0xFFFD) for c in range(0x80, 0xA0))
 _NEUTRAL.update((c, 0xFFFD) for c in range(0x202A, 0x202F))

@@ -187,7 +187,7 @@ class LoginTests(ChatTestCase):
         peer = self.connect()
         for line, why in [
             (b"1alice", "starts with a letter"),
-            (b"ali\x1b[31mce", "'\u241b'"),
+            (b"ali\x1b[31mce", "'\u238b'"),
             ("ali\u200bce".encode(), "U+200B"),
             ("\u202ealice".encode(), "starts with a letter"),
             ("al\u202eice".encode(), "'\ufffd'"),

@@ -72,7 +72,7 @@ class CheckNameTests(unittest.SynchronousTestCase):
             ("al.ice", "'.'"),
             ("al\tice", "U+0009"),
             ("ali\x1b[31mce", "U+001B"),
-            ("ali\u241b[31mce", "'␛'"),  # ESC as the line protocol neutralises it
+            ("ali\u238b[31mce", "'⎋'"),  # ESC as the line protocol neutralises it
             ("al\x00ice", "U+0000"),
             ("al\u2400ice", "'␀'"),  # NUL, neutralised
             ("alice\x7f", "U+007F"),

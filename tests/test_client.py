@@ -263,7 +263,7 @@ class SessionTests(SynchronousTestCase):
         self.makeSession()
         self.connect()
         self.serverSends(b"one\r\n\x1b[31mred\xff\ntwo")
-        self.assertEqual(self.console.lines, ["one", "\u241b[31mred\ufffd"])
+        self.assertEqual(self.console.lines, ["one", "\u238b[31mred\ufffd"])
 
     def test_plainEndOfInputHalfCloses(self) -> None:
         """

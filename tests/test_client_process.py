@@ -338,7 +338,7 @@ class PipeTests(TestCase):
         self.assertNotIn(b"\x07", out)
         self.assertEqual(
             out.decode("utf-8"),
-            "\u241b[31mred\u241b[0m \ufffd\ufffd ok\u2407\n\u241b]0;title\u2407\ufffd2J\n",
+            "\u238b[31mred\u238b[0m \ufffd\ufffd ok\u2407\n\u238b]0;title\u2407\ufffd2J\n",
         )
 
     async def test_closedMidLine(self) -> None:

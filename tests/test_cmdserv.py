@@ -269,7 +269,7 @@ class ProtocolTests(ProtocolMixin, unittest.SynchronousTestCase):
         replies = self.send(b"\xff\xc0\xaf\xed\xa0\x80x\n\x00\n\x1b[2J\ndate\n")
         self.assertEqual(replies[0], stamp + "\ufffd" * 6 + "x")
         self.assertEqual(replies[1], stamp + "\u2400")
-        self.assertEqual(replies[2], stamp + "\u241b[2J")
+        self.assertEqual(replies[2], stamp + "\u238b[2J")
         self.assertEqual(replies[3], time.ctime(NOW))
         self.assertFalse(self.transport.disconnecting)
 

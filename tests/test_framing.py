@@ -485,9 +485,9 @@ class TextTests(unittest.SynchronousTestCase):
         """
         ESC, BEL and CSI (HARDENING.md item 9) never come out raw.
         """
-        self.assertEqual(decodeLine(b"\x1b[2J"), "\u241b[2J")
-        self.assertEqual(decodeLine(b"\x1b]52;c;aGk=\x07"), "\u241b]52;c;aGk=\u2407")
-        self.assertEqual(decodeLine(b"\x1b[6n"), "\u241b[6n")
+        self.assertEqual(decodeLine(b"\x1b[2J"), "\u238b[2J")
+        self.assertEqual(decodeLine(b"\x1b]52;c;aGk=\x07"), "\u238b]52;c;aGk=\u2407")
+        self.assertEqual(decodeLine(b"\x1b[6n"), "\u238b[6n")
         self.assertEqual(decodeLine(b"\xc2\x9b2J"), "\ufffd2J")
 
     def test_controlsNeutralised(self) -> None:

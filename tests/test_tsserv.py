@@ -156,7 +156,7 @@ class ProtocolTests(unittest.SynchronousTestCase):
         NUL, ESC, a lone CR and C1 controls come back harmless.
         """
         reply = self.exchange(b"a\x00b\x1b[2Jc\rd\xc2\x9be\x07\n")
-        self.assertEqual(reply, replyTo("a\u2400b\u241b[2Jc\u240dd\ufffde\u2407"))
+        self.assertEqual(reply, replyTo("a\u2400b\u238b[2Jc\u240dd\ufffde\u2407"))
         for control in "\x00\x1b\x07\x9b\r":
             self.assertNotIn(control, reply[:-1].decode("utf-8"))
 

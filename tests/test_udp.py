@@ -159,7 +159,7 @@ class GuardTests(unittest.SynchronousTestCase):
         """
         self.proto.datagramReceived(b"a\xff\x1b[2J\x00b\nc", CLIENT)
         [(reply, _)] = self.sent
-        self.assertEqual(reply, stamp(NOW, "a\ufffd\u241b[2J\u2400b\u240ac").encode())
+        self.assertEqual(reply, stamp(NOW, "a\ufffd\u238b[2J\u2400b\u240ac").encode())
 
     def test_empty(self):
         self.proto.datagramReceived(b"", CLIENT)
