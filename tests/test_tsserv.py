@@ -153,12 +153,16 @@ class ProtocolTests(unittest.SynchronousTestCase):
 
     def test_controlsNeutralised(self):
         """
-        NUL, ESC, a lone CR and C1 controls come back harmless.
+        NUL, ESC, a lone CR and C1 controls come back harmless: neither
+        the characters nor the raw bytes 0x1B, 0x07, 0x9B (CSI to a terminal
+        that reads C1 controls from bytes) are in the reply.
         """
         reply = self.exchange(b"a\x00b\x1b[2Jc\rd\xc2\x9be\x07\n")
         self.assertEqual(reply, replyTo("a\u2400b\u238b[2Jc\u240dd\ufffde\u2407"))
         for control in "\x00\x1b\x07\x9b\r":
             self.assertNotIn(control, reply[:-1].decode("utf-8"))
+        for raw in (b"\x00", b"\x1b", b"\x07", b"\x9b", b"\r"):
+            self.assertNotIn(raw, reply)
 
     def test_lineAtTheLimit(self):
         """

@@ -160,6 +160,8 @@ class GuardTests(unittest.SynchronousTestCase):
         self.proto.datagramReceived(b"a\xff\x1b[2J\x00b\nc", CLIENT)
         [(reply, _)] = self.sent
         self.assertEqual(reply, stamp(NOW, "a\ufffd\u238b[2J\u2400b\u240ac").encode())
+        for raw in (b"\x00", b"\x1b", b"\x9b", b"\n"):
+            self.assertNotIn(raw, reply)
 
     def test_empty(self):
         self.proto.datagramReceived(b"", CLIENT)
