@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatsvc.framing import DEFAULT_MAX_LINE, TOO_LONG, LineFramer
+from chatsvc.output import Backlog, WriteBatcher, isPlainTCP, sendNow
 from chatsvc.text import decodeLine
 
 log = Logger()
@@ -218,6 +219,8 @@ class LineProtocol(protocol.Protocol):
         self._closeTimer = None
         self._idleTimer = None
         self._lastActivity = self.clock.seconds()
+        self._out: list | None = [] if self.factory.batcher is not None else None
+        self._direct = isPlainTCP(self.transport)
         self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
         _tuneSocket(self.transport)
@@ -342,7 +345,32 @@ class LineProtocol(protocol.Protocol):
                 if not self.disconnecting:
                     self.sendQueueOverflow()
                 return
-        self.transport.write(data)
+            backlog = self.factory.backlog
+            if backlog is not None:
+                backlog.grew(self, len(data))
+        out = self._out
+        if out is None:
+            self.transport.write(data)
+            return
+        batcher = self.factory.batcher
+        if not out:
+            batcher.mark(self)
+        out.append(data)
+        batcher.pendingBytes += len(data)
+
+    def flushOutput(self) -> None:
+        """
+        Send what this turn's writes queued (see L{chatsvc.output}).
+        """
+        out = self._out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        if self._direct:
+            sendNow(self.transport, data)
+        else:
+            self.transport.write(data)
 
     def sendLine(self, line: str) -> None:
         """
@@ -375,6 +403,8 @@ class LineProtocol(protocol.Protocol):
         if self._outputPaused:
             self._outputPaused = False
             self._pausedBytes = 0
+            if self.factory.backlog is not None:
+                self.factory.backlog.drained(self)
             self.releaseInput("output")
 
     def stopProducing(self) -> None:
@@ -395,8 +425,9 @@ class LineProtocol(protocol.Protocol):
         self.framer.clear()
         # A transport never closes while a streaming producer it paused is
         # registered (loseConnection waits for it to be unregistered).
+        self.flushOutput()
         self.transport.unregisterProducer()
-        if _canHalfClose(self.transport) and not self._inputEnded:
+        if self._direct and not self._inputEnded:
             # Closing a socket with unread input makes the kernel send a
             # reset, which can destroy the last line before the peer reads
             # it.  So: half-close, read and drop until the peer closes too
@@ -415,6 +446,8 @@ class LineProtocol(protocol.Protocol):
         """
         self.disconnecting = True
         self.framer.clear()
+        if self._out:
+            self._out.clear()
         self.transport.abortConnection()
 
     def _idleCheck(self) -> None:
@@ -435,6 +468,9 @@ class LineProtocol(protocol.Protocol):
     def connectionLost(self, reason=None) -> None:
         self.disconnecting = True
         self.framer.clear()
+        self._out = None
+        if self.factory.backlog is not None:
+            self.factory.backlog.drained(self)
         for timer in (self._closeTimer, self._idleTimer):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -443,16 +479,6 @@ class LineProtocol(protocol.Protocol):
             self.factory.connections.discard(self)
             self.factory.policy.release(self._policyKey)
             self.factory.connectionGone(self)
-
-
-def _canHalfClose(transport) -> bool:
-    """
-    Whether C{transport} is plain TCP that can shut down its sending side
-    alone (TLS cannot: its close is a record of its own).
-    """
-    from twisted.internet import tcp
-
-    return isinstance(transport, tcp.Connection) and not getattr(transport, "TLS", False)
 
 
 def _tuneSocket(transport) -> None:
@@ -485,6 +511,14 @@ class LineFactory(protocol.Factory):
     protocol = LineProtocol
     noisy = False
 
+    #: Coalesce each connection's writes per reactor turn and hold senders
+    #: while output is backed up (L{chatsvc.output}); for fan-out services.
+    batchWrites = False
+    #: Bytes of produced-but-untaken output over which senders wait.
+    backlogLimit = 4 * 1024 * 1024
+    #: Seconds a backed-up peer may hold senders before it counts as slow.
+    backlogPatience = 2.0
+
     def __init__(self, limits: Limits | None = None, clock=None) -> None:
         if clock is None:
             from twisted.internet import reactor as clock
@@ -493,6 +527,11 @@ class LineFactory(protocol.Factory):
         self.policy = ConnectionPolicy(self.limits)
         self.connections: set[LineProtocol] = set()
         self._gone: list = []
+        self.batcher: WriteBatcher | None = None
+        self.backlog: Backlog | None = None
+        if self.batchWrites:
+            self.batcher = WriteBatcher(clock)
+            self.backlog = Backlog(clock, self.batcher, self.backlogLimit, self.backlogPatience)
 
     def connectionGone(self, proto: LineProtocol) -> None:
         """

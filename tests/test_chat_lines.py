@@ -50,8 +50,12 @@ class Peer:
 
     def raw(self) -> bytes:
         """
-        Everything received since the last call.
+        Everything received since the last call (the factory's write
+        batcher is flushed first, as the next reactor turn would).
         """
+        batcher = getattr(self.proto.factory, "batcher", None)
+        if batcher is not None:
+            batcher.flush()
         data = self.transport.value()
         self.transport.clear()
         return data
@@ -930,9 +934,10 @@ class SendQueueTests(ChatTestCase):
         line = "x" * 100
         for _ in range(60):
             alice.send(line)
+        # Output queued for this turn and not yet sent is dropped with the
+        # connection: never more than the limit reaches the transport.
         written = len(slow.raw())
         self.assertLessEqual(written, 4096 + 200)
-        self.assertGreater(written, 4096 - 200)
         self.assertTrue(slow.aborted)
         self.assertEqual(len(bob.lines()), 60)
         alice.send("after")

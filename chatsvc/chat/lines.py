@@ -114,11 +114,21 @@ class ChatLineProtocol(LineProtocol):
             )
 
     def lineAllowed(self) -> bool:
+        backlog = self.factory.backlog
+        if backlog.isOver():
+            # Fan-out already produced more than the peers took: read no
+            # more from senders until it shrinks (chatsvc.output).
+            self.holdInput("backlog")
+            backlog.wait(self, self._backlogShrunk)
+            return False
         if self._bucket.take():
             return True
         self.holdInput("flood")
         self._floodTimer = self.clock.callLater(self._bucket.delay(), self._floodOver)
         return False
+
+    def _backlogShrunk(self) -> None:
+        self.releaseInput("backlog")
 
     def _floodOver(self) -> None:
         self._floodTimer = None
@@ -351,6 +361,7 @@ class ChatFactory(LineFactory):
     """
 
     protocol = ChatLineProtocol
+    batchWrites = True
 
     def __init__(self, hub: Hub, limits: ChatLimits | None = None, clock=None) -> None:
         super().__init__(limits if limits is not None else ChatLimits(), clock)

@@ -1,0 +1,330 @@
+"""
+Tests for L{chatsvc.output}: write batching, direct sends and the backlog
+that holds senders while fan-out output is backed up.
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer, protocol, reactor
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
+
+from chatsvc.lineproto import LineFactory, LineProtocol
+from chatsvc.output import Backlog, WriteBatcher, isPlainTCP, sendNow
+from tests.support import connect, waitFor, withDeadline
+
+
+class Recorder:
+    """
+    A connection as L{WriteBatcher} sees it: counts its flushes.
+    """
+
+    def __init__(self) -> None:
+        self.flushes = 0
+
+    def flushOutput(self) -> None:
+        self.flushes += 1
+
+
+class WriteBatcherTests(unittest.SynchronousTestCase):
+    def test_oneFlushPerTurn(self) -> None:
+        """
+        However often connections are marked in a turn, one call is
+        scheduled and each marked connection is flushed at the next turn.
+        """
+        clock = Clock()
+        batcher = WriteBatcher(clock)
+        a, b = Recorder(), Recorder()
+        batcher.mark(a)
+        batcher.mark(b)
+        batcher.pendingBytes = 10
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        self.assertEqual((a.flushes, b.flushes), (0, 0))
+        clock.advance(0)
+        self.assertEqual((a.flushes, b.flushes), (1, 1))
+        self.assertEqual(batcher.pendingBytes, 0)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_afterFlush(self) -> None:
+        """
+        C{afterFlush} callbacks run once, after the connections are flushed.
+        """
+        clock = Clock()
+        batcher = WriteBatcher(clock)
+        a = Recorder()
+        seen = []
+        batcher.mark(a)
+        batcher.afterFlush(lambda: seen.append(a.flushes))
+        clock.advance(0)
+        clock.advance(0)
+        self.assertEqual(seen, [1])
+
+
+class FakeSocket:
+    def __init__(self, takes: int | Exception) -> None:
+        self.takes = takes
+        self.sent = []
+
+    def send(self, data: bytes) -> int:
+        if isinstance(self.takes, Exception):
+            raise self.takes
+        self.sent.append(data[: self.takes])
+        return min(self.takes, len(data))
+
+
+class FakeTCP:
+    """
+    The parts of C{tcp.Connection} that L{sendNow} looks at.
+    """
+
+    def __init__(self, takes) -> None:
+        self.socket = FakeSocket(takes)
+        self._tempDataLen = 0
+        self.dataBuffer = b""
+        self.disconnecting = False
+        self.connected = True
+        self._writeDisconnected = False
+        self.written = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self._tempDataLen += len(data)
+
+
+class SendNowTests(unittest.SynchronousTestCase):
+    def test_direct(self) -> None:
+        """
+        With nothing buffered, the bytes go straight to the socket.
+        """
+        transport = FakeTCP(takes=100)
+        sendNow(transport, b"hello")
+        self.assertEqual((transport.socket.sent, transport.written), ([b"hello"], []))
+
+    def test_restBuffered(self) -> None:
+        """
+        What the kernel does not take goes to the transport, and from then
+        on everything does, so the order holds.
+        """
+        transport = FakeTCP(takes=2)
+        sendNow(transport, b"hello")
+        sendNow(transport, b"world")
+        self.assertEqual(transport.socket.sent, [b"he"])
+        self.assertEqual(transport.written, [b"llo", b"world"])
+
+    def test_wouldBlock(self) -> None:
+        """
+        EAGAIN: everything goes to the transport, to be sent when writable.
+        """
+        transport = FakeTCP(takes=BlockingIOError(11, "again"))
+        sendNow(transport, b"hello")
+        self.assertEqual(transport.written, [b"hello"])
+
+    def test_brokenPipe(self) -> None:
+        """
+        Another error: the transport's own write path finds it and closes.
+        """
+        transport = FakeTCP(takes=BrokenPipeError(32, "pipe"))
+        sendNow(transport, b"hello")
+        self.assertEqual(transport.written, [b"hello"])
+
+    def test_closing(self) -> None:
+        """
+        A closing or half-closed transport is never written to directly.
+        """
+        for attribute, value in (
+            ("disconnecting", True),
+            ("connected", False),
+            ("_writeDisconnected", True),
+        ):
+            transport = FakeTCP(takes=100)
+            setattr(transport, attribute, value)
+            sendNow(transport, b"x")
+            self.assertEqual(transport.socket.sent, [], attribute)
+
+
+class Echo(LineProtocol):
+    """
+    Answers C{N} with N numbered lines, anything else with itself.
+    """
+
+    def lineReceived(self, line: str) -> None:
+        if line.isdigit():
+            for i in range(int(line)):
+                self.sendLine("%08d" % i + "x" * 200)
+        else:
+            self.sendLine(line)
+
+
+class BatchingFactory(LineFactory):
+    protocol = Echo
+    batchWrites = True
+
+
+class BatchedProtocolTests(unittest.SynchronousTestCase):
+    def connect(self):
+        clock = Clock()
+        factory = BatchingFactory(clock=clock)
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        return clock, factory, proto, transport
+
+    def test_joinedPerTurn(self) -> None:
+        """
+        The lines written in one turn reach the transport in one write, in
+        order, at the next turn; a transport that is not plain TCP is
+        written through C{transport.write}.
+        """
+        clock, factory, proto, transport = self.connect()
+        self.assertFalse(isPlainTCP(transport))
+        writes = []
+        transport.write = lambda data: writes.append(data)
+        proto.dataReceived(b"a\nb\nc\n")
+        self.assertEqual(writes, [])
+        self.assertEqual(factory.batcher.pendingBytes, 6)
+        clock.advance(0)
+        self.assertEqual(writes, [b"a\nb\nc\n"])
+
+    def test_closeFlushesFirst(self) -> None:
+        """
+        A last line queued with C{closeWith} is written before the close.
+        """
+        clock, factory, proto, transport = self.connect()
+        proto.dataReceived(b"hello\n")
+        proto.closeWith("bye")
+        self.assertEqual(transport.value(), b"hello\nbye\n")
+        self.assertTrue(transport.disconnecting)
+
+    def test_abortDropsQueued(self) -> None:
+        """
+        An aborted connection's queued output is dropped, never written.
+        """
+        clock, factory, proto, transport = self.connect()
+        proto.dataReceived(b"hello\n")
+        proto.abort()
+        clock.advance(0)
+        self.assertEqual(transport.value(), b"")
+
+    def test_halfCloseFlushes(self) -> None:
+        """
+        A peer that half-closes gets its replies before the close.
+        """
+        clock, factory, proto, transport = self.connect()
+        proto.dataReceived(b"one\ntwo")
+        proto.readConnectionLost()
+        self.assertEqual(transport.value(), b"one\ntwo\n")
+
+
+class BacklogTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.batcher = WriteBatcher(self.clock)
+        self.backlog = Backlog(self.clock, self.batcher, limit=1000, patience=2.0)
+        self.released = []
+
+    def release(self, name):
+        return lambda: self.released.append(name)
+
+    def test_overCountsPendingAndBackedUp(self) -> None:
+        """
+        Both this turn's unflushed bytes and the bytes waiting for full
+        transports count toward the limit.
+        """
+        self.assertFalse(self.backlog.isOver())
+        self.batcher.pendingBytes = 600
+        self.backlog.grew("reader", 500)
+        self.assertTrue(self.backlog.isOver())
+        self.batcher.pendingBytes = 0
+        self.assertFalse(self.backlog.isOver())
+
+    def test_releasedWhenDrained(self) -> None:
+        """
+        Waiting senders are released once the backed-up peer drains.
+        """
+        self.backlog.grew("reader", 2000)
+        self.backlog.wait("sender", self.release("sender"))
+        self.assertEqual(self.released, [])
+        self.backlog.drained("reader")
+        self.assertEqual(self.released, ["sender"])
+        self.assertEqual(self.backlog.backedUp, 0)
+
+    def test_releasedAfterFlush(self) -> None:
+        """
+        A sender held because this turn produced too much goes on after
+        the flush.
+        """
+        self.batcher.pendingBytes = 5000
+        self.batcher.mark(Recorder())
+        self.backlog.wait("sender", self.release("sender"))
+        self.clock.advance(0)
+        self.assertEqual(self.released, ["sender"])
+
+    def test_slowReaderStopsCounting(self) -> None:
+        """
+        A peer backed up for longer than the patience no longer holds the
+        others; what it piles up afterwards is not counted either (the
+        send-queue limit deals with it).
+        """
+        self.backlog.grew("slow", 2000)
+        self.backlog.wait("sender", self.release("sender"))
+        self.clock.advance(1.9)
+        self.assertEqual(self.released, [])
+        self.clock.advance(0.2)
+        self.assertEqual(self.released, ["sender"])
+        self.backlog.grew("slow", 5000)
+        self.assertEqual(self.backlog.backedUp, 0)
+        self.assertFalse(self.backlog.isOver())
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_goneWhileWaiting(self) -> None:
+        """
+        A waiting sender that disconnects is forgotten, not released.
+        """
+        self.backlog.grew("reader", 2000)
+        self.backlog.wait("sender", self.release("sender"))
+        self.backlog.drained("sender")
+        self.backlog.drained("reader")
+        self.assertEqual(self.released, [])
+
+
+class Collector(protocol.Protocol):
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.done = defer.Deferred()
+        self.expected = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.data += data
+        if self.expected and len(self.data) >= self.expected and not self.done.called:
+            self.done.callback(None)
+
+
+class DirectSendTests(unittest.TestCase):
+    """
+    On real loopback sockets: direct sends keep order with what the
+    transport buffers when the kernel does not take everything.
+    """
+
+    async def test_orderKeptWhenKernelFull(self) -> None:
+        factory = BatchingFactory(clock=reactor)
+        port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+        self.addCleanup(port.stopListening)
+        client = await connect(port.getHost().port, factory=Collector)
+        client.transport.pauseProducing()  # read nothing: the kernel fills up
+        count = 40000  # about 8 MB, far more than loopback buffers hold
+        client.transport.write(b"%d\n" % count)
+        await waitFor(lambda: len(factory.connections) == 1, "the server")
+        (server,) = factory.connections
+        self.assertTrue(isPlainTCP(server.transport))
+        transport = server.transport
+        await waitFor(lambda: transport.dataBuffer or transport._tempDataLen, "a partial send")
+        client.expected = count * 209  # 8 digits, 200 x, newline
+        client.transport.resumeProducing()
+        await withDeadline(client.done, "every line")
+        lines = bytes(client.data).split(b"\n")[:-1]
+        self.assertEqual(len(lines), count)
+        self.assertEqual([int(line[:8]) for line in lines], list(range(count)))
+        client.transport.loseConnection()
+        await waitFor(lambda: not factory.connections, "the disconnect")
