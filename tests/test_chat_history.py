@@ -192,6 +192,7 @@ class SQLiteTests(SQLiteTestCase):
         factory = ChatFactory(hub, ChatLimits(), clock)
         proto, transport = lineConnection(factory)
         proto.dataReceived(b"bob\n/history\n/format json\nafter\n")
+        factory.batcher.flush()
         lines = transport.value().decode().splitlines()
         self.assertEqual(lines[0], "success: logged in as bob, in #lobby with: nobody")
         self.assertTrue(lines[1].endswith("#lobby alice: before 1"), lines)
