@@ -73,6 +73,17 @@ def startupError(line: str) -> None:
         log.error("{line}", line=line)
 
 
+def announceListening(reactor, label: str, address) -> None:
+    """
+    Log C{LABEL listening on KIND HOST:PORT} once the reactor runs: by then
+    twistd's signal handlers are in place, so whoever waits for this line
+    (a supervisor, a test) may send SIGTERM at once and get a clean stop.
+    """
+    reactor.callWhenRunning(
+        log.info, "{label} listening on {address}", label=label, address=describeAddress(address)
+    )
+
+
 class ListenService(service.Service):
     """
     Listen on one endpoint description with one factory.
@@ -113,11 +124,7 @@ class ListenService(service.Service):
             startupError(f"{self.label}: cannot listen on {self.description}: {why}")
             raise SystemExit(1)
         self.port = result
-        log.info(
-            "{label} listening on {address}",
-            label=self.label,
-            address=describeAddress(self.port.getHost()),
-        )
+        announceListening(self._reactor(), self.label, self.port.getHost())
 
     def startService(self) -> None:
         if self.port is None:

@@ -39,7 +39,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from chatsvc.lineproto import addressKey
-from chatsvc.listening import describeAddress, startupError
+from chatsvc.listening import announceListening, startupError
 from chatsvc.ratelimit import BucketTable, TokenBucket
 from chatsvc.stamps import daytime, looksLikeReply, rfc868, stamp
 from chatsvc.text import decodeLine
@@ -348,11 +348,7 @@ class DatagramListenService(service.Service):
             where = f"{self.interface or '*'}:{self.portNumber}"
             startupError(f"{self.label}: cannot listen on udp {where}: {why}")
             raise SystemExit(1) from None
-        log.info(
-            "{label} listening on {address}",
-            label=self.label,
-            address=describeAddress(self.port.getHost()),
-        )
+        announceListening(self.reactor, self.label, self.port.getHost())
 
     def startService(self) -> None:
         if self.port is None:

@@ -254,6 +254,9 @@ class FakeUDPReactor:
 
         return IPv4Address("UDP", self.interface, 4321)
 
+    def callWhenRunning(self, f, *args, **kwargs):
+        f(*args, **kwargs)
+
 
 class RFCServiceTests(unittest.SynchronousTestCase):
     """
