@@ -206,18 +206,21 @@ class LineProtocol(protocol.Protocol):
     framer: LineFramer
     _policyKey: str | None = None
 
+    # Defaults on the class, so that an idle connection's instance dict
+    # holds only what it changed (thousands of idle clients add up).
+    disconnecting = False
+    _holds: set | frozenset = frozenset()
+    _handling = False
+    _inputEnded = False
+    _outputPaused = False
+    _pausedBytes = 0
+    _closeTimer = None
+    _idleTimer = None
+
     def connectionMade(self) -> None:
         limits = self.factory.limits
         self.clock = self.factory.clock
         self.framer = LineFramer(limits.maxLine)
-        self.disconnecting = False
-        self._holds: set = set()
-        self._handling = False
-        self._inputEnded = False
-        self._outputPaused = False
-        self._pausedBytes = 0
-        self._closeTimer = None
-        self._idleTimer = None
         self._lastActivity = self.clock.seconds()
         self._out: list | None = [] if self.factory.batcher is not None else None
         self._direct = isPlainTCP(self.transport)
@@ -244,11 +247,13 @@ class LineProtocol(protocol.Protocol):
         self._handling = True
         try:
             framer = self.framer
+            trackIdle = self.factory.limits.idleTimeout
             while not self._holds and not self.disconnecting and len(framer):
                 if not self.lineAllowed():
                     break
                 line = framer.next()
-                self._lastActivity = self.clock.seconds()
+                if trackIdle:
+                    self._lastActivity = self.clock.seconds()
                 if line is TOO_LONG:
                     self.lineTooLong()
                 else:
@@ -264,9 +269,13 @@ class LineProtocol(protocol.Protocol):
         Handle no further line and stop reading the socket until every
         reason given here has been released with L{releaseInput}.
         """
-        if not self._holds and not self._inputEnded and self.transport is not None:
-            self.transport.pauseProducing()
-        self._holds.add(reason)
+        holds = self._holds
+        if not holds:
+            if not self._inputEnded and self.transport is not None:
+                self.transport.pauseProducing()
+            if not isinstance(holds, set):
+                holds = self._holds = set()
+        holds.add(reason)
 
     def releaseInput(self, reason: str) -> None:
         """

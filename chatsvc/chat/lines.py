@@ -61,6 +61,7 @@ class ChatLineProtocol(LineProtocol):
     """
 
     factory: ChatFactory
+    _floodTimer = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -71,7 +72,6 @@ class ChatLineProtocol(LineProtocol):
         self.format = TEXT
         self._leaveReason = "quit"
         self._bucket = TokenBucket(limits.floodRate, limits.floodBurst, self.clock.seconds)
-        self._floodTimer = None
         self._loginTimer = self.clock.callLater(limits.loginTimeout, self._loginTimedOut)
 
     # -- output helpers ---------------------------------------------------
@@ -178,6 +178,7 @@ class ChatLineProtocol(LineProtocol):
         self.member = member
         if self._loginTimer.active():
             self._loginTimer.cancel()
+        self._loginTimer = None
         shown, names = self.hub.who(room)
         self._reply(
             "success",

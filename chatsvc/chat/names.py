@@ -139,7 +139,7 @@ def skeleton(text: str) -> str:
     return unicodedata.normalize("NFD", mapped)
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=2048)
 def nameKey(name: str) -> str:
     """
     The key a name is looked up by: NFKC, case folded, skeleton, case
