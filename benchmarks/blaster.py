@@ -99,6 +99,9 @@ class Blaster:
             except BlockingIOError:
                 return
             sock.setblocking(False)
+            # Relay mode sends each line on its own: without this, Nagle and
+            # delayed ACKs (tens of ms) would be the "floor" it measures.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             client = Client(sock)
             self.clients[sock.fileno()] = client
             self.sel.register(sock, selectors.EVENT_READ, client)

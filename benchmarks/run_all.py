@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks import metrics, report
 from benchmarks.loadgen import runLoad
-from benchmarks.servers import PEERS, SERVERS, Running, commandLine
+from benchmarks.servers import PEERS, SERVERS, Running, commandLine, pinChatsvc
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -64,6 +64,11 @@ def parseArgs(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="py-spy the (Python) server during each window; stacks in benchmarks/results/",
+    )
+    p.add_argument(
+        "--chatsvc-rev",
+        help="measure chatsvc as committed at this git revision (e.g. HEAD), exported to a "
+        "temporary directory, instead of the shared work tree as it is during the run",
     )
     p.add_argument("--from-jsonl", help="only rebuild the report from this JSON lines file")
     return p.parse_args(argv)
@@ -157,6 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     for family in families:
         if family not in FAMILIES:
             sys.exit(f"unknown metric {family!r} ({', '.join(FAMILIES)})")
+    if args.chatsvc_rev:
+        print(f"chatsvc pinned at {pinChatsvc(args.chatsvc_rev)}")
     runs = args.runs or (1 if args.quick else 3)
     timing = metrics.timing(args.quick)
     idle = _ints(args.idle) or ([1000] if args.quick else None)
@@ -218,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                     "family": scenario.family,
                     **summary,
                 }
+                if server.name == "chatsvc":
+                    record["version"] = server.version()
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 count += 1

@@ -15,6 +15,7 @@ RESULTS.md by the harness.
 
 from __future__ import annotations
 
+import atexit
 import os
 import resource
 import shutil
@@ -33,6 +34,10 @@ VENV = Path(os.environ.get("VENV", "/work/venv"))
 PEERS_DIR = Path(os.environ.get("PEERS_DIR", Path.home() / ".cache/chatsvc-bench/peers"))
 NGIRCD = shutil.which("ngircd") or "/usr/sbin/ngircd"
 MINIIRCD = PEERS_DIR / "miniircd/bin/miniircd"
+
+#: A tree of chatsvc exported from git (L{pinChatsvc}), or None to run
+#: the chatsvc installed in the venv (the work tree, as it is right now).
+PINNED: dict = {}
 
 #: The password every IRC client of the generator uses where one is needed.
 PASSWORD = "bench"
@@ -145,8 +150,13 @@ class Server:
         py = str(VENV / "bin/python")
         if self.name == "chatsvc":
             listen = f"tcp:{port}:interface=127.0.0.1"
-            argv = [str(VENV / "bin/twistd"), "-n", "--pidfile=", "chat", "--port", listen]
-            return argv + CHATSVC_FLAGS, {}
+            args = ["-n", "--pidfile=", "chat", "--port", listen, *CHATSVC_FLAGS]
+            if PINNED:
+                # twistd from the exported tree: it comes first on sys.path,
+                # so its chatsvc (and its plugin file) is the one that runs.
+                run = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+                return [py, "-c", run, *args], {"PYTHONPATH": str(PINNED["tree"])}
+            return [str(VENV / "bin/twistd"), *args], {}
         if self.name == "words":
             users = workdir / "users.txt"
             argv = [py, str(HERE / "words_peer.py"), "-n", "--pidfile=", "words"]
@@ -170,9 +180,9 @@ class Server:
         """
         try:
             if self.name == "chatsvc":
-                import chatsvc
-
-                return f"chatsvc {chatsvc.__version__} (git {_gitHead()})"
+                if PINNED:
+                    return f"chatsvc at git {PINNED['rev']} (exported, pinned)"
+                return f"chatsvc work tree at git {_gitHead()}{_dirty()}"
             if self.name == "words":
                 import twisted
 
@@ -186,6 +196,48 @@ class Server:
         except (OSError, IndexError, ImportError) as e:
             return f"unknown ({e})"
         return "benchmarks/blaster.py"
+
+
+def _dirty() -> str:
+    """
+    C{" + uncommitted changes"} when chatsvc's code in the work tree
+    differs from HEAD (others may be editing it while we measure).
+    """
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(HERE.parent), "status", "--porcelain", "--", "chatsvc", "twisted"],
+            capture_output=True,
+            text=True,
+        )
+        lines = [x for x in out.stdout.splitlines() if not x.endswith("dropin.cache")]
+        return " + uncommitted changes" if lines else ""
+    except OSError:
+        return ""
+
+
+def pinChatsvc(rev: str) -> str:
+    """
+    Export chatsvc (and its twistd plugin) at git revision C{rev} into a
+    temporary directory and run that instead of the work tree: the work
+    tree is shared, and its chatsvc can change in the middle of a session.
+
+    @return: the full commit hash.
+    """
+    repo = str(HERE.parent)
+    full = subprocess.run(
+        ["git", "-C", repo, "rev-parse", "--verify", f"{rev}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    tree = Path(tempfile.mkdtemp(prefix="bench-chatsvc-"))
+    atexit.register(shutil.rmtree, tree, True)
+    archive = subprocess.run(
+        ["git", "-C", repo, "archive", full, "chatsvc", "twisted"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
+    PINNED.update(tree=tree, rev=full[:10])
+    return full
 
 
 def _gitHead() -> str:
@@ -215,6 +267,14 @@ SERVERS = {
 PEERS = ["ngircd", "miniircd", "words"]
 
 
+def _path(first: str | None) -> str:
+    """
+    PYTHONPATH for a server: C{first} (a pinned chatsvc) before the
+    repository root (which holds C{benchmarks} for the blaster).
+    """
+    return f"{first}:{HERE.parent}" if first else str(HERE.parent)
+
+
 class Running:
     """
     A started server: its process, port and directory.
@@ -234,7 +294,7 @@ class Running:
             stdin=subprocess.DEVNULL,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env=os.environ | env | {"PYTHONPATH": str(HERE.parent)},
+            env=os.environ | env | {"PYTHONPATH": _path(env.get("PYTHONPATH"))},
             preexec_fn=_raiseFileLimit,
         )
         self.pid = self.proc.pid
