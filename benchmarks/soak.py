@@ -550,7 +550,7 @@ class Soak:
             # flood rate, nothing lost (and a heavy stream for the slow
             # reader of the same room).
             paced = 150
-            filler = b"f" * 1400
+            filler = b"f" * 1900
             client.transport.write(
                 b"".join(b"flood paced %d %s\n" % (i, filler) for i in range(paced))
             )
