@@ -79,7 +79,9 @@ def escapeName(raw: bytes) -> str:
 
 
 def _escapeChar(c: str) -> str:
+    # \xNN is kept for what is one byte in UTF-8 (C0, DEL), so that it
+    # never looks like an invalid byte shown by backslashreplace.
     code = ord(c)
-    if code <= 0xFF:
+    if code < 0x80:
         return "\\x%02x" % code
     return "\\u%04x" % code

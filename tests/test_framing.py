@@ -545,11 +545,6 @@ class TextTests(unittest.SynchronousTestCase):
         """
         self.assertNotEqual(escapeName(b"\xc2\x9b"), escapeName(b"\x9b"))
 
-    test_escapeNameC1DiffersFromInvalidByte.todo = (  # type: ignore[attr-defined]
-        "escapeName shows C1 characters as \\xNN, like invalid bytes; tests/test_listing.py "
-        "pins 'csi\\\\x9b' for b'csi\\xc2\\x9b'"
-    )
-
 
 class TextPropertyTests(unittest.SynchronousTestCase):
     """

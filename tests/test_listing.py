@@ -371,7 +371,7 @@ class ListDirectoryTests(TreeMixin, unittest.SynchronousTestCase):
             b"esc\x1b[2Jx": "esc\\x1b[2Jx",
             b"bell\x07": "bell\\x07",
             b"back\\slash": "back\\\\slash",
-            b"csi\xc2\x9b": "csi\\x9b",
+            b"csi\xc2\x9b": "csi\\u009b",
             b"rlo\xe2\x80\xae": "rlo\\u202e",
             b"ok\xc3\xa9": "ok\u00e9",
         }
