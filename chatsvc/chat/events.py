@@ -70,9 +70,11 @@ class Event:
     @ivar ts: seconds since the epoch.
     @ivar origin: the core's member object that caused it, so that an
         adapter can tell its own member's events (not rendered).
+    @ivar rendered: the renderings made so far, by format (see L{encoded};
+        the fan-out reads it directly, it runs once per recipient).
     """
 
-    __slots__ = ("kind", "room", "name", "text", "target", "id", "ts", "origin", "_bytes")
+    __slots__ = ("kind", "room", "name", "text", "target", "id", "ts", "origin", "rendered")
 
     def __init__(
         self,
@@ -93,7 +95,7 @@ class Event:
         self.id = id
         self.ts = ts
         self.origin = origin
-        self._bytes: dict = {}
+        self.rendered: dict = {}
 
     def __repr__(self) -> str:
         return (
@@ -107,10 +109,10 @@ class Event:
         computed once per format and kept.
         """
         key = (fmt, history) if history else fmt
-        data = self._bytes.get(key)
+        data = self.rendered.get(key)
         if data is None:
             line = renderText(self) if fmt == TEXT else dumps(toJSON(self, history))
-            data = self._bytes[key] = line.encode("utf-8") + b"\n"
+            data = self.rendered[key] = line.encode("utf-8") + b"\n"
         return data
 
 

@@ -89,17 +89,23 @@ class ChatLineProtocol(LineProtocol):
         """
         The hub's fan-out: the same bytes for everyone reading a format.
         """
+        # This runs once per recipient of every event: it is the hot path
+        # of the server, so the common case (batching on, peer keeping up,
+        # this turn's bytes already rendered) is inlined here.
         if self.disconnecting:
             return
+        fmt = self.format
         origin = event.origin
-        if (
-            origin is not None
-            and origin is self.member
-            and self.format is TEXT
-            and event.kind in _NOT_ECHOED
-        ):
-            return
-        self.write(event.encoded(self.format))
+        if origin is not None and origin is self.member and fmt is TEXT:
+            if event.kind in _NOT_ECHOED:
+                return
+        data = event.rendered.get(fmt) or event.encoded(fmt)
+        out = self._out
+        if out and not self._outputPaused:
+            out.append(data)
+            self.factory.batcher.pendingBytes += len(data)
+        else:
+            self.write(data)
 
     # -- input --------------------------------------------------------------
 

@@ -85,13 +85,15 @@ class Member:
     @ivar listener: the adapter's object that takes events.
     """
 
-    __slots__ = ("name", "keys", "rooms", "listener", "__weakref__")
+    __slots__ = ("name", "keys", "rooms", "listener", "deliver", "__weakref__")
 
     def __init__(self, name: str, listener) -> None:
         self.name = name
         self.keys = nameKeys(name)
         self.rooms: dict[str, Room] = {}
         self.listener = listener
+        # Bound once: the fan-out calls it for every recipient of every event.
+        self.deliver = listener.deliver
 
     def __repr__(self) -> str:
         return f"<Member {self.name!r}>"
@@ -391,4 +393,4 @@ class Hub:
         if room is None:
             return
         for member in tuple(room.members):
-            member.listener.deliver(event)
+            member.deliver(event)
