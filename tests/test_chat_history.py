@@ -22,11 +22,12 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from chatsvc.chat import events
+from chatsvc.chat import history as historyModule
 from chatsvc.chat.history import HistoryError, SQLiteHistory
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
 from chatsvc.testing import Clock, FakeListener, MemoryHistory, lineConnection
-from tests.support import waitFor
+from tests.support import waitFor, withDeadline
 
 START = 1795255200.0
 
@@ -369,6 +370,112 @@ class SQLiteFaultTests(SQLiteTestCase):
         written = [r[5] for r in rows(path)]
         self.assertLessEqual(len(written), 20)
         self.assertEqual(written[-10:], [f"m{i}" for i in range(15, 25)])
+
+
+class FullConnection:
+    """
+    A writer connection whose inserts fail as on a full disk while
+    C{state["full"]} is true; everything else is the real connection.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, state: dict) -> None:
+        self._connection = connection
+        self._state = state
+
+    def executemany(self, *args):
+        if self._state["full"]:
+            self._state["failures"] += 1
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._connection.executemany(*args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection, name)
+
+
+class WhileRunningFaultTests(SQLiteTestCase):
+    def listeners(self, hub: Hub, member) -> FakeListener:
+        """
+        A second member of #lobby, to see fan-out go on.
+        """
+        bob = FakeListener()
+        hub.join(hub.login("bob", bob), "lobby")
+        hub.join(member, "lobby")
+        bob.clear()
+        return bob
+
+    async def test_diskFull(self) -> None:
+        """
+        A disk that fills up while the server runs: one log line for the
+        whole outage (not one a batch), messages still fan out and the
+        reactor turns, the queue stays bounded, recovery is logged, what
+        waited is written, and stop() ends.
+        """
+        path = self.path()
+        logs = LogCatcher(self)
+        history = self.store(path, flushDelay=0, maxPending=10)
+        state = {"full": True, "failures": 0}
+        realConnect = historyModule._connect
+        self.patch(
+            historyModule,
+            "_connect",
+            lambda path, timeout: FullConnection(realConnect(path, timeout), state),
+        )
+        hub, alice = self.hub(history)
+        bob = self.listeners(hub, alice)
+        self.say(hub, alice, "lobby", "first")
+        # Several batches fail (one retry a second): still one line.
+        await waitFor(lambda: state["failures"] >= 3, "three failed batches")
+        for i in range(25):
+            await deferLater(reactor, 0, lambda: None)
+            self.say(hub, alice, "lobby", f"while full {i}")
+        self.assertEqual(bob.texts("message"), ["first"] + [f"while full {i}" for i in range(25)])
+        self.assertLessEqual(len(history._pending), 10)
+        failed = logs.having("cannot write")
+        self.assertEqual(len(failed), 1, logs.messages)
+        self.assertIn("database or disk is full", failed[0])
+        self.assertIn(path, failed[0])
+        state["full"] = False
+        await waitFor(lambda: logs.having("works again"), "the store to recover")
+        await withDeadline(history.stop(), "stop()")
+        self.assertIsNone(history._pool)
+        self.assertEqual(len(logs.having("cannot write")), 1)
+        written = [r[5] for r in rows(path)]
+        self.assertEqual(written[-10:], [f"while full {i}" for i in range(15, 25)])
+
+    async def test_readOnlyWhileRunning(self) -> None:
+        """
+        A database that is read-only for the writer (opened C{mode=ro},
+        which holds for root too; the file is also made 0444): a clear
+        log line, appends return at once, fan-out goes on, and stop()
+        ends saying what could not be written.
+        """
+        path = self.path()
+        logs = LogCatcher(self)
+        history = self.store(path, flushDelay=0)
+        os.chmod(path, 0o444)
+        self.addCleanup(os.chmod, path, 0o644)
+
+        def readOnly(path: str, timeout: float) -> sqlite3.Connection:
+            return sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None
+            )
+
+        self.patch(historyModule, "_connect", readOnly)
+        hub, alice = self.hub(history)
+        bob = self.listeners(hub, alice)
+        self.say(hub, alice, "lobby", "one", "two")
+        await waitFor(lambda: logs.having("cannot write"), "the failure to be logged")
+        [failed] = logs.having("cannot write")
+        self.assertIn(path, failed)
+        self.assertIn("readonly", failed)
+        for i in range(5):
+            await deferLater(reactor, 0, lambda: None)
+            self.say(hub, alice, "lobby", f"more {i}")
+        self.assertEqual(len(bob.texts("message")), 7)
+        await withDeadline(history.stop(), "stop()", 10)
+        self.assertIsNone(history._pool)
+        self.assertEqual(logs.having("could not be written")[0].split()[1], "7")
+        self.assertEqual(rows(path), [])
 
 
 class MemoryHistoryTests(unittest.SynchronousTestCase):

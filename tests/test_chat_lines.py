@@ -612,6 +612,31 @@ class CommandTests(ChatTestCase):
         )
         self.assertEqual(self.hub.who("new"), ("new", ["alice"]))
 
+    def test_joinNul(self) -> None:
+        """
+        A room name with NUL is refused at login and by /join: C{error:},
+        no such room, nobody hears of it, the connection stays.
+        """
+        bob = self.login("bob")
+        peer = self.connect()
+        peer.send(b"alice lo\x00bby")
+        [reply] = peer.lines()
+        self.assertTrue(reply.startswith("error: "), reply)
+        self.assertIn("\u2400", reply)
+        self.assertFalse(peer.closing)
+        peer.send("alice")
+        [reply] = peer.lines()
+        self.assertTrue(reply.startswith("success: logged in as alice,"), reply)
+        bob.raw()
+        peer.send(b"/join lo\x00bby")
+        [reply] = peer.lines()
+        self.assertTrue(reply.startswith("error: "), reply)
+        self.assertIn("\u2400", reply)
+        self.assertFalse(peer.closing)
+        self.assertEqual(bob.raw(), b"")
+        peer.send("/who")
+        self.assertEqual(peer.lines(), ["info: #lobby: bob, alice"])
+
     def test_joinJSON(self) -> None:
         alice = self.login("alice")
         alice.send("/format json", "/join dev")

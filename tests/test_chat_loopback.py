@@ -11,10 +11,12 @@ the connection caps; hostile bytes; half-close; the shutdown notice.
 from __future__ import annotations
 
 import gc
+import os
 import socket
+import sys
 import weakref
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, error, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
@@ -229,6 +231,172 @@ class SlowReaderTests(TestCase):
         lagging.transport.resumeProducing()
         await lagging.waitClosed()
         self.assertTrue(bytes(lagging.received).endswith(b"info: bye\n"))
+
+
+class HostileInputTests(TestCase):
+    async def test_megabyteWithoutNewline(self) -> None:
+        """
+        1 MiB without a line end from a logged-in member: one C{error:}
+        too-long line, the server never holds more than C{maxLine + 1}
+        bytes of it after any read, nothing reaches the room, and the
+        connection stays; a canary member sends and receives as before.
+        """
+        server = ChatServer(self, ChatLimits())
+        listener = await server.login("listener")
+        canary = await server.login("canary")
+        flooder = await server.login("flooder")
+        await waitFor(lambda: len(server.hub.room("lobby").members) == 3, "every join")
+        await listener.readLine()  # canary joined
+        await listener.readLine()  # flooder joined
+        await canary.readLine()  # flooder joined
+        proto = server.serverSide(flooder)
+        maxLine = server.factory.limits.maxLine
+        seen = {"bytes": 0, "reads": 0, "maxTail": 0}
+        original = proto.dataReceived
+
+        def dataReceived(data: bytes) -> None:
+            original(data)
+            seen["bytes"] += len(data)
+            seen["reads"] += 1
+            seen["maxTail"] = max(seen["maxTail"], proto.framer.tailLength)
+
+        proto.dataReceived = dataReceived
+        size = 1024 * 1024
+        for _ in range(size // (64 * 1024)):
+            flooder.transport.write(b"x" * (64 * 1024))
+        await waitFor(lambda: seen["bytes"] >= size, "the server to read the megabyte")
+        self.assertEqual(seen["bytes"], size)
+        self.assertGreater(seen["reads"], 1)
+        self.assertLessEqual(seen["maxTail"], maxLine + 1)
+        self.assertLessEqual(proto.framer.tailLength, maxLine + 1)
+        # The line ends; the next command is answered after the one error.
+        flooder.transport.write(b"yyy\n/who\n")
+        self.assertEqual(
+            await flooder.readText(), f"error: line too long (limit {maxLine} bytes), ignored"
+        )
+        self.assertEqual(await flooder.readText(), "info: #lobby: listener, canary, flooder")
+        self.assertFalse(flooder.isClosed)
+        self.assertEqual(proto.framer.tailLength, 0)
+        # The canary is served: its message is the next thing the room
+        # hears (nothing of the megabyte came first), and it hears others.
+        canary.sendLine("still here")
+        self.assertRegex(await listener.readText(), r"^\[.{24}\] #lobby canary: still here$")
+        self.assertRegex(await flooder.readText(), r"^\[.{24}\] #lobby canary: still here$")
+        listener.sendLine("heard you")
+        self.assertRegex(await canary.readText(), r"^\[.{24}\] #lobby listener: heard you$")
+        flooder.sendLine("short")
+        self.assertRegex(await canary.readText(), r"^\[.{24}\] #lobby flooder: short$")
+        for client in (listener, canary):
+            self.assertNotIn(b"xxxx", bytes(client.received))
+            self.assertNotIn(b"error", bytes(client.received))
+        self.assertEqual(bytes(flooder.received).count(b"error:"), 1)
+        self.assertFalse(flooder.isClosed)
+
+
+#: A client in another process: logs in as NAME to PORT with a tiny receive
+#: buffer, says so on stdout, then stops itself (SIGSTOP) and never reads.
+STOPPED_CLIENT = """
+import os, signal, socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+s.connect(("127.0.0.1", int(sys.argv[1])))
+s.sendall(sys.argv[2].encode() + b"\\n")
+reply = b""
+while not reply.endswith(b"\\n"):
+    reply += s.recv(1)
+sys.stdout.write(reply.decode())
+sys.stdout.flush()
+os.kill(os.getpid(), signal.SIGSTOP)
+"""
+
+
+class StoppedProcess(protocol.ProcessProtocol):
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.ended = defer.Deferred()
+
+    def outReceived(self, data: bytes) -> None:
+        self.out += data
+
+    def processEnded(self, reason) -> None:
+        self.ended.callback(None)
+
+
+def processState(pid: int) -> str:
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+class StoppedPeerTests(TestCase):
+    async def test_sigstoppedClientCut(self) -> None:
+        """
+        A real client process that logs in and is then stopped (SIGSTOP)
+        in a busy room is cut at the send queue: the room sees it leave
+        C{(too slow)}, and the reader gets every message.
+        """
+        limits = ChatLimits(sendQueue=65536, floodBurst=100000, recvQueue=100000)
+        server = ChatServer(self, limits)
+        reader = await server.login("reader", factory=Tally)
+        sender = await server.login("sender")
+        child = StoppedProcess()
+        transport = reactor.spawnProcess(
+            child,
+            sys.executable,
+            [sys.executable, "-c", STOPPED_CLIENT, str(server.port), "stopped"],
+            env=dict(os.environ),
+        )
+        pid = transport.pid
+
+        async def reap() -> None:
+            try:
+                transport.signalProcess("KILL")
+            except error.ProcessExitedAlready:
+                pass
+            await withDeadline(child.ended, "the stopped client to be killed")
+
+        self.addCleanup(reap)
+        await waitFor(lambda: b"\n" in child.out, "the stopped client's login")
+        self.assertTrue(child.out.startswith(b"success: logged in as stopped,"), child.out)
+        await waitFor(lambda: processState(pid) == "T", "the client to be stopped")
+        await waitFor(lambda: len(server.hub.room("lobby").members) == 3, "every join")
+        proto = next(
+            p for p in server.factory.connections if p.member and p.member.name == "stopped"
+        )
+        proto.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        del proto
+        await reader.readLine()  # sender joined
+        await reader.readLine()  # stopped joined
+        reader.counting = True
+
+        def gone() -> bool:
+            return any(b"stopped left (too slow)" in x for x in reader.others)
+
+        # Batches the reader takes at once (so only the stopped client
+        # lags), until the server gives up on the stopped one.
+        line = b"m %d " + b"x" * 1000
+        sent = 0
+        while not gone():
+            self.assertLess(sent, 20000, "the stopped client was never cut")
+            sender.transport.write(b"".join(line % n + b"\n" for n in range(sent, sent + 16)))
+            sent += 16
+            reader.expected = sent
+            await waitFor(lambda: reader.count >= reader.expected or gone(), "the reader")
+        await waitFor(lambda: reader.count >= sent, "the reader to catch up")
+        self.assertEqual(reader.bySender[b"sender"], list(range(sent)))
+        self.assertIsNone(server.hub.find("stopped"))
+        await waitFor(lambda: len(server.factory.connections) == 2, "the server to drop it")
+
+    async def test_socketOptions(self) -> None:
+        """
+        Accepted chat sockets have keepalive and no Nagle delay.
+        """
+        server = ChatServer(self)
+        client = await server.login("alice")
+        handle = server.serverSide(client).transport.getHandle()
+        self.assertEqual(handle.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE), 1)
+        self.assertEqual(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), 1)
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            self.assertEqual(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE), 60)
 
 
 class FloodTests(TestCase):

@@ -142,6 +142,20 @@ class CheckRoomTests(unittest.SynchronousTestCase):
             self.assertRaises(InvalidName, checkRoom, room)
         self.assertEqual(checkRoom("dev-ops_2"), "dev-ops_2")
 
+    def test_nul(self) -> None:
+        """
+        A NUL in a room name, raw or as the U+2400 symbol that decoding a
+        line turns it into, is refused, and the reason names it.
+        """
+        for room, why in [
+            ("lo\x00bby", "U+0000"),
+            ("#lo\x00bby", "U+0000"),
+            ("lobby\x00", "U+0000"),
+            ("lo\u2400bby", "'\u2400'"),
+        ]:
+            error = self.assertRaises(InvalidName, checkRoom, room)
+            self.assertIn(why, str(error), room)
+
     def test_roomKey(self) -> None:
         self.assertEqual(roomKey("#Lobby"), roomKey("lobby"))
         self.assertEqual(roomKey("ＬＯＢＢＹ"), roomKey("lobby"))

@@ -13,11 +13,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import sys
 import tempfile
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, error, protocol, reactor
 from twisted.trial.unittest import TestCase
 
 from tests.support import LineClient, TwistdProcess, connect, runProcess, waitFor, withDeadline
@@ -186,6 +187,66 @@ class ShutdownTests(TwistdTestCase):
         stored = set(messages(path))
         self.assertLessEqual(received, stored)
         # Ids in the history have no holes: nothing said was lost.
+        ids = sorted(r[1] for r in stored)
+        self.assertEqual(ids, list(range(1, len(ids) + 1)))
+
+
+class ShutdownLoadTests(TwistdTestCase):
+    async def test_sigterm50ReadersAndNonReader(self) -> None:
+        """
+        SIGTERM with 50 reading members and one that never reads, while
+        ten members send: every reader gets the notice, a connection tried
+        once shutdown began is refused or closed without a login, the
+        process exits 0 within 5 s without a traceback, and every message
+        any client received is in the history.
+        """
+        path = os.path.join(self.cwd, "history.sqlite3")
+        server = await self.start("--history", path, "--flood-burst", "5", "--flood-rate", "20")
+        clients = []
+        for i in range(50):
+            client = await connect(server.port(), factory=Collector)
+            self.addCleanup(client.close)
+            client.sendLine("/format json")
+            client.sendLine(f"u{i:02}")
+            await client.readLine()  # format is now json
+            self.assertEqual(json.loads(await client.readLine())["type"], "success")
+            client.collecting = True
+            clients.append(client)
+        stuck = await self.client(server, "stuck")
+        stuck.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.transport.pauseProducing()  # never reads again
+        senders = clients[:10]
+        for i, client in enumerate(senders):
+            client.transport.write(b"".join(b"u%02d says %d\n" % (i, n) for n in range(60)))
+        await waitFor(lambda: len(clients[-1].messages) >= 100, "traffic to flow")
+        server.signal("TERM")
+        # The notice goes out after the listener stopped: from then on a
+        # newcomer is refused (or at worst closed without logging in).
+        await withDeadline(
+            defer.DeferredList([c.notice for c in clients], fireOnOneCallback=True), "a notice"
+        )
+        late = None
+        try:
+            late = await connect(server.port())
+        except error.ConnectionRefusedError:
+            pass
+        if late is not None:
+            self.clients.append(late)
+            late.sendLine("latecomer")
+            await late.waitClosed()
+            self.assertNotIn(b"success", bytes(late.received))
+        await withDeadline(defer.gatherResults([c.notice for c in clients]), "every notice")
+        for client in clients:
+            await client.waitClosed()
+        self.assertEqual(await server.wait(5), 0)
+        self.assertClean(server)
+        await stuck.close()
+        received = set()
+        for client in clients:
+            received.update(client.messages)
+        self.assertLess(len(received), 600, "the traffic was over before SIGTERM")
+        stored = set(messages(path))
+        self.assertLessEqual(received, stored)
         ids = sorted(r[1] for r in stored)
         self.assertEqual(ids, list(range(1, len(ids) + 1)))
 
