@@ -39,6 +39,9 @@ log = Logger()
 #: so a client learns nothing about what lies outside.
 REFUSAL = "error: ls: no such directory in the served root"
 
+#: The last line every connected client gets on SIGTERM.
+SHUTDOWN_NOTICE = "server shutting down"
+
 #: The reply when a listing fails for a reason that is our fault.
 FAILURE = "error: ls: the listing failed"
 
@@ -352,6 +355,8 @@ def makeService(options) -> service.MultiService:
     )
     lister.setServiceParent(top)
     factory = CommandFactory(lister, options["limits"], reactor)
-    ListenService(options["port"], factory, "cmdserv", reactor).setServiceParent(top)
+    ListenService(
+        options["port"], factory, "cmdserv", reactor, notice=SHUTDOWN_NOTICE
+    ).setServiceParent(top)
     log.info("cmdserv serving {root}", root=os.fsdecode(options["root"]))
     return top

@@ -33,6 +33,9 @@ from chatsvc.udpservices import (
     udpTwinOf,
 )
 
+#: The last line every connected timestamp client gets on SIGTERM.
+SHUTDOWN_NOTICE = "server shutting down"
+
 # -- TCP protocols -------------------------------------------------------------
 
 
@@ -240,8 +243,8 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     ExitCleanly(reactor).setServiceParent(top)
     guard = DatagramGuard(reactor, options["udp-limits"])
 
-    def listen(description, factory, label, datagramProtocol, udp):
-        ListenService(description, factory, label, reactor).setServiceParent(top)
+    def listen(description, factory, label, datagramProtocol, udp, notice=None):
+        ListenService(description, factory, label, reactor, notice=notice).setServiceParent(top)
         if udp is not None:
             port, interface = udp
             DatagramListenService(
@@ -254,6 +257,7 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
         "tsserv",
         StampDatagramProtocol(guard),
         options["udp-port"],
+        notice=SHUTDOWN_NOTICE,
     )
     if options["daytime"] is not None:
         listen(

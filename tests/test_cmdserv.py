@@ -25,6 +25,14 @@ from chatsvc.lineproto import Limits
 from chatsvc.listening import ListenService
 from tests.support import DEADLINE, TwistdProcess, connect, runProcess, waitFor, withDeadline
 from tests.test_listing import TRAVERSALS, TREE_LISTING, bigDirectory, makeTree, tempDir
+from tests.test_tsserv import (
+    CAPPED,
+    checkCaps,
+    checkHostileLines,
+    checkNonReader,
+    checkPartialLineThenReset,
+    connectFrom,
+)
 
 CTIME = re.compile(r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}")
 NOW = 1_795_000_000.5
@@ -271,6 +279,17 @@ class ProtocolTests(ProtocolMixin, unittest.SynchronousTestCase):
         self.assertEqual(replies[1], stamp + "\u2400")
         self.assertEqual(replies[2], stamp + "\u238b[2J")
         self.assertEqual(replies[3], time.ctime(NOW))
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_loneCarriageReturn(self) -> None:
+        """
+        A lone CR does not end a line and is echoed made visible (U+240D),
+        never as a raw CR byte.
+        """
+        self.proto.dataReceived(b"a\rb\n")
+        reply = self.transport.value()
+        self.assertNotIn(b"\r", reply)
+        self.assertEqual(reply.decode("utf-8"), f"[{time.ctime(NOW)}] a\u240db\n")
         self.assertFalse(self.transport.disconnecting)
 
     def test_ls(self) -> None:
@@ -723,6 +742,42 @@ class LoopbackTests(ServerMixin, unittest.TestCase):
         self.assertTrue(pool.joined)
 
 
+class FactoryLimitTests(ServerMixin, unittest.TestCase):
+    """
+    L{cmdserv.CommandFactory} (with its real listing pool) on a loopback
+    port under L{CAPPED}: hostile bytes, the policy, the send queue and
+    resets through the real service factory.
+    """
+
+    def setUp(self) -> None:
+        self.base = tempDir(self)
+        self.rootPath = makeTree(self.base)
+
+    async def serve(self) -> int:
+        await self.startServer(self.rootPath, limits=Limits(**CAPPED))
+        return self.port.getHost().port
+
+    async def test_hostileBytes(self) -> None:
+        """
+        Items 7-10: see L{tests.test_tsserv.checkHostileLines}.
+        """
+        client = await connectFrom(await self.serve(), "127.0.0.1")
+        self.clients.append(client)
+        await checkHostileLines(self, client)
+
+    async def test_caps(self) -> None:
+        port = await self.serve()
+        await checkCaps(self, self.factory, port)
+
+    async def test_nonReader(self) -> None:
+        port = await self.serve()
+        await checkNonReader(self, self.factory, port)
+
+    async def test_partialLineThenReset(self) -> None:
+        port = await self.serve()
+        await checkPartialLineThenReset(self, self.factory, port)
+
+
 # -- twistd -n cmdserv -------------------------------------------------------------------
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile="]
@@ -742,6 +797,19 @@ class TwistdTests(unittest.TestCase):
 
     def setUp(self) -> None:
         self.cwd = tempDir(self)
+
+    async def test_sigtermNotice(self) -> None:
+        """
+        SIGTERM: a connected client gets a last line saying the server is
+        shutting down, then the connection closes and twistd exits 0.
+        """
+        process = await self.startTwistd()
+        client = await connect(process.port())
+        self.assertEqual(await self._ask(client, "os"), os.name)
+        process.signal("TERM")
+        self.assertIn(b"shutting down", await client.readLine())
+        await client.waitClosed()
+        self.assertEqual(await process.wait(), 0)
 
     async def test_commands(self) -> None:
         """

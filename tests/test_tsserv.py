@@ -17,7 +17,9 @@ import time
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 from chatsvc import stamps
@@ -41,8 +43,15 @@ from chatsvc.udpservices import (
     TimeDatagramProtocol,
     UDPLimits,
 )
-from tests.support import LineClient, TwistdProcess, connect, runProcess, withDeadline
-from tests.test_udp import udpClient
+from tests.support import (
+    LineClient,
+    TwistdProcess,
+    connect,
+    runProcess,
+    waitFor,
+    withDeadline,
+)
+from tests.test_udp import HOSTILE, assertSafeReply, udpClient
 
 #: A fixed time for fake clocks: Sun Sep  9 01:46:40 2001 UTC.
 NOW = 1_000_000_000.0
@@ -592,6 +601,207 @@ class LoopbackTests(unittest.TestCase):
         await c.waitClosed()
 
 
+# -- hostile input through a real factory, shared with test_cmdserv ----------
+
+#: Small caps, so that HARDENING.md items 14-16 show with a few clients.
+CAPPED = {"maxClients": 2, "maxPerAddress": 1, "limitLoopback": True, "sendQueue": 65536}
+
+
+async def connectFrom(port: int, source: str) -> LineClient:
+    """
+    Connect a L{LineClient} to C{127.0.0.1:port} from the loopback
+    address C{source} (any of 127.0.0.0/8 is local on Linux).
+    """
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=10, bindAddress=(source, 0))
+    return await withDeadline(connectProtocol(endpoint, LineClient()), "connect")
+
+
+async def assertServed(case, client: LineClient, text: str = "ping") -> None:
+    """
+    C{text} is echoed with a timestamp (both tsserv and cmdserv do that
+    for a line that is not a command).
+    """
+    client.sendLine(text)
+    reply = await client.readLine()
+    case.assertTrue(reply.endswith(b"] " + text.encode()), reply)
+
+
+def captureErrors(case) -> list[dict]:
+    """
+    Log events at level error or above, or carrying a failure, logged
+    while C{case} runs.
+    """
+    errors: list[dict] = []
+
+    def observe(event: dict) -> None:
+        level = event.get("log_level")
+        if "log_failure" in event or level in (LogLevel.error, LogLevel.critical):
+            errors.append(event)
+
+    globalLogPublisher.addObserver(observe)
+    case.addCleanup(globalLogPublisher.removeObserver, observe)
+    return errors
+
+
+async def allGone(factory) -> None:
+    await waitFor(lambda: not factory.connections, "the server to drop every connection")
+
+
+def serverFor(factory, client: LineClient):
+    """
+    The server-side protocol of C{client}'s connection.
+    """
+    host = client.transport.getHost()
+    [server] = [
+        p
+        for p in factory.connections
+        if (p.transport.getPeer().host, p.transport.getPeer().port) == (host.host, host.port)
+    ]
+    return server
+
+
+async def checkHostileLines(case, client: LineClient) -> None:
+    """
+    Every entry of L{HOSTILE} inside a line: one reply each, strict UTF-8
+    without controls or bidi overrides, and the connection stays open.
+    """
+    for name, hostile in HOSTILE.items():
+        client.transport.write(b"a" + hostile + b"z\n")
+        text = assertSafeReply(case, await client.readLine(), name)
+        case.assertRegex(text, r"^\[[^]]+\] a.*z$", name)
+    await assertServed(case, client)
+    case.assertFalse(client.isClosed)
+
+
+async def checkCaps(case, factory, port: int) -> None:
+    """
+    Items 15 and 16 under L{CAPPED}: a second connection from one address
+    gets the per-address C{error:} line while another address gets in;
+    past the total cap a connection gets C{full:}; slots are released.
+    """
+    first = await connectFrom(port, "127.0.0.1")
+    await assertServed(case, first)
+    again = await connectFrom(port, "127.0.0.1")
+    case.assertEqual(
+        await again.readLine(), b"error: too many connections from your address (limit 1)"
+    )
+    await again.waitClosed()
+    other = await connectFrom(port, "127.0.0.2")
+    await assertServed(case, other)
+    third = await connectFrom(port, "127.0.0.3")
+    case.assertTrue((await third.readLine()).startswith(b"full: "))
+    await third.waitClosed()
+    await assertServed(case, first)
+    case.assertEqual(len(factory.connections), 2)
+    await other.close()
+    await waitFor(lambda: len(factory.connections) == 1, "the server to see the close")
+    late = await connectFrom(port, "127.0.0.3")
+    await assertServed(case, late)
+    for client in (first, late):
+        await client.close()
+    await allGone(factory)
+    case.assertEqual((factory.policy.count, dict(factory.policy.perAddress)), (0, {}))
+
+
+async def checkNonReader(case, factory, port: int) -> None:
+    """
+    Item 14: a client pipelining 20 MB of requests that never reads its
+    replies is paced by back-pressure (the server stops reading it, and
+    holds at most one read of its requests) or cut at the send queue; a
+    canary is served throughout; once it is gone, its protocol is dropped
+    from C{factory.connections}.
+    """
+    canary = await connectFrom(port, "127.0.0.1")
+    await assertServed(case, canary)
+    hog = await connectFrom(port, "127.0.0.2")
+    await assertServed(case, hog)
+    server = serverFor(factory, hog)
+    hog.transport.pauseProducing()
+    hog.transport.write((b"x" * 1000 + b"\n") * 20_000)
+    await waitFor(
+        lambda: server.isHeld("output") or server not in factory.connections,
+        "the server to stop reading the non-reader or cut it",
+    )
+    if server in factory.connections:
+        case.assertNotIn(server.transport, reactor.getReaders())
+        # No more than one socket read (64 KiB) of its requests waits.
+        case.assertLessEqual(len(server.framer), 65536 // 1001 + 1)
+        case.assertLessEqual(server.framer.tailLength, 1001)
+    # (The kernel may take more of its replies meanwhile, so the server
+    # may read it again for a while: paced, not stopped for good.)
+    await assertServed(case, canary)
+    hog.transport.abortConnection()
+    await hog.waitClosed()
+    await waitFor(lambda: server not in factory.connections, "the server to drop the non-reader")
+    await assertServed(case, canary)
+    await canary.close()
+    await allGone(factory)
+
+
+async def checkPartialLineThenReset(case, factory, port: int) -> None:
+    """
+    Item 19: C{half} without a line end, then a reset: nothing answered,
+    nothing logged as an error, the connection dropped from
+    C{factory.connections}, and the next client served.
+    """
+    errors = captureErrors(case)
+    client = await connectFrom(port, "127.0.0.1")
+    client.transport.write(b"half")
+    await waitFor(
+        lambda: any(p.framer.tailLength == 4 for p in factory.connections),
+        "the server to read the fragment",
+    )
+    server = serverFor(factory, client)
+    client.transport.abortConnection()
+    await client.waitClosed()
+    await waitFor(lambda: server not in factory.connections, "the server to see the reset")
+    case.assertEqual(bytes(client.received), b"")
+    case.assertEqual(server.framer.tailLength, 0)
+    nextClient = await connectFrom(port, "127.0.0.1")
+    await assertServed(case, nextClient)
+    await nextClient.close()
+    await allGone(factory)
+    case.assertEqual(errors, [])
+    case.assertEqual(case.flushLoggedErrors(), [])
+
+
+class FactoryLimitTests(unittest.TestCase):
+    """
+    L{TimestampFactory} on a loopback port under L{CAPPED}: the policy,
+    the send queue and resets through the real service factory.
+    """
+
+    def setUp(self):
+        self.factory = TimestampFactory(Limits(**CAPPED), reactor)
+        self.listening = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.port = self.listening.getHost().port
+
+        async def cleanup():
+            await self.listening.stopListening()
+            await self.factory.closeAll(None, grace=1)
+            await allGone(self.factory)
+
+        self.addCleanup(lambda: defer.ensureDeferred(cleanup()))
+
+    async def test_caps(self):
+        await checkCaps(self, self.factory, self.port)
+
+    async def test_nonReader(self):
+        await checkNonReader(self, self.factory, self.port)
+
+    async def test_partialLineThenReset(self):
+        await checkPartialLineThenReset(self, self.factory, self.port)
+
+    async def test_hostileBytes(self):
+        """
+        Items 7-10 over TCP: see L{checkHostileLines}.
+        """
+        client = await connectFrom(self.port, "127.0.0.1")
+        await checkHostileLines(self, client)
+        await client.close()
+        await allGone(self.factory)
+
+
 class RFCLoopbackTests(unittest.TestCase):
     """
     RFC 867 daytime and RFC 868 time on real loopback TCP and UDP
@@ -759,6 +969,21 @@ class TwistdTests(unittest.TestCase):
         self.assertNotIn(b"Traceback", output)
         for (label, kind), port in ports.items():
             self.assertIn(f"({kind.upper()} Port {port} Closed)".encode(), output, label)
+
+    async def test_sigtermNotice(self):
+        """
+        SIGTERM: a connected client gets a last line saying the server is
+        shutting down, then the connection closes and twistd exits 0.
+        """
+        process = await self.start("--udp", "off", listeners=1)
+        c = await connect(process.port())
+        c.sendLine("hello")
+        self.assertTrue((await c.readLine()).endswith(b"] hello"))
+        process.signal("TERM")
+        self.assertIn(b"shutting down", await c.readLine())
+        await c.waitClosed()
+        self.assertEqual(await process.wait(), 0)
+        self.assertNotIn(b"Traceback", bytes(process.output))
 
     async def test_udpFloodLogged(self):
         """

@@ -97,6 +97,47 @@ class LogCapture:
         return [e for e in self.events if "dropped" in e.get("log_format", "")]
 
 
+#: Hostile bytes (HARDENING.md items 7, 8, 9 and 10), each sent inside
+#: C{a...z}: invalid UTF-8, NUL, terminal escapes (ESC[2J, an OSC 52
+#: clipboard write ended by BEL, ESC[6n), U+009B as UTF-8, a lone BEL
+#: and a bidi override.
+HOSTILE: dict[str, bytes] = {
+    "FF": b"\xff",
+    "C0 AF": b"\xc0\xaf",
+    "lone 80": b"\x80",
+    "ED A0 80": b"\xed\xa0\x80",
+    "NUL": b"\x00",
+    "ESC[2J": b"\x1b[2J",
+    "OSC 52": b"\x1b]52;c;aGk=\x07",
+    "ESC[6n": b"\x1b[6n",
+    "U+009B": b"\xc2\x9b",
+    "BEL": b"\x07",
+    "U+202E": "\u202e".encode(),
+}
+
+#: What no reply may hold once decoded.
+UNSAFE_CHARACTERS = ("\x1b", "\x07", "\x9b", "\x00", "\u202e", "\r")
+
+
+def assertSafeReply(case: unittest.SynchronousTestCase, reply: bytes, what: str) -> str:
+    """
+    C{reply} is strict UTF-8, holds no raw ESC, BEL or NUL byte, and its
+    text holds none of L{UNSAFE_CHARACTERS} (0x9B may only appear inside
+    a longer UTF-8 sequence, such as U+241B's).
+
+    @return: the decoded text.
+    """
+    try:
+        text = reply.decode("utf-8")
+    except UnicodeDecodeError as e:
+        case.fail(f"{what}: reply {reply!r} is not UTF-8: {e}")
+    for raw in (b"\x1b", b"\x07", b"\x00", b"\r"):
+        case.assertNotIn(raw, reply, what)
+    for character in UNSAFE_CHARACTERS:
+        case.assertNotIn(character, text, what)
+    return text
+
+
 class DescriptionTests(unittest.SynchronousTestCase):
     """
     Finding the UDP twin of a stream endpoint description.
@@ -237,6 +278,25 @@ class GuardTests(unittest.SynchronousTestCase):
         service = DatagramListenService(0, "127.0.0.1", self.proto, "tsserv", FakeUDPReactor())
         service.privilegedStartService()
         self.assertEqual(service.reactor.maxPacketSize, MAX_DATAGRAM + 1)
+
+
+class HostileBytesTests(unittest.SynchronousTestCase):
+    """
+    The timestamp datagram service and every entry of L{HOSTILE}: each is
+    answered with strict UTF-8 holding no control or bidi override.
+    """
+
+    def test_hostileBytes(self):
+        proto = makeProtocol(burst=100)
+        for name, hostile in HOSTILE.items():
+            del proto.transport.sent[:]
+            proto.datagramReceived(b"a" + hostile + b"z", CLIENT)
+            [(reply, to)] = proto.transport.sent
+            self.assertEqual(to, CLIENT, name)
+            text = assertSafeReply(self, reply, name)
+            self.assertTrue(text.startswith(stamp(NOW, "a")), (name, text))
+            self.assertTrue(text.endswith("z"), (name, text))
+        self.assertEqual(proto.guard.drops.totals, {})
 
 
 class FakeUDPReactor:
