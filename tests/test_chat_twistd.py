@@ -50,6 +50,23 @@ class TwistdTestCase(TestCase):
             self.assertTrue(line.startswith(f"success: logged in as {name},"), line)
         return client
 
+    async def jsonMembers(self, server: TwistdProcess, count: int) -> list:
+        """
+        Log in C{count} members u00, u01, ... in JSON mode, each a
+        L{Collector} of the room's messages from then on.
+        """
+        clients = []
+        for i in range(count):
+            client = await connect(server.port(), factory=Collector)
+            self.addCleanup(client.close)
+            client.sendLine("/format json")
+            client.sendLine(f"u{i:02}")
+            await client.readLine()  # format is now json
+            self.assertEqual(json.loads(await client.readLine())["type"], "success")
+            client.collecting = True
+            clients.append(client)
+        return clients
+
     def assertClean(self, server: TwistdProcess) -> None:
         self.assertNotIn(b"Traceback", bytes(server.output))
         self.assertNotIn(b"Unhandled", bytes(server.output))
@@ -160,16 +177,7 @@ class ShutdownTests(TwistdTestCase):
         """
         path = os.path.join(self.cwd, "history.sqlite3")
         server = await self.start("--history", path, "--flood-burst", "5", "--flood-rate", "20")
-        clients = []
-        for i in range(20):
-            client = await connect(server.port(), factory=Collector)
-            self.addCleanup(client.close)
-            client.sendLine("/format json")
-            client.sendLine(f"u{i:02}")
-            await client.readLine()  # format is now json
-            self.assertEqual(json.loads(await client.readLine())["type"], "success")
-            client.collecting = True
-            clients.append(client)
+        clients = await self.jsonMembers(server, 20)
         senders = clients[:10]
         for i, client in enumerate(senders):
             client.transport.write(b"".join(b"u%02d says %d\n" % (i, n) for n in range(60)))
@@ -202,16 +210,7 @@ class ShutdownLoadTests(TwistdTestCase):
         """
         path = os.path.join(self.cwd, "history.sqlite3")
         server = await self.start("--history", path, "--flood-burst", "5", "--flood-rate", "20")
-        clients = []
-        for i in range(50):
-            client = await connect(server.port(), factory=Collector)
-            self.addCleanup(client.close)
-            client.sendLine("/format json")
-            client.sendLine(f"u{i:02}")
-            await client.readLine()  # format is now json
-            self.assertEqual(json.loads(await client.readLine())["type"], "success")
-            client.collecting = True
-            clients.append(client)
+        clients = await self.jsonMembers(server, 50)
         stuck = await self.client(server, "stuck")
         stuck.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.transport.pauseProducing()  # never reads again
