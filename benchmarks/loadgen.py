@@ -106,9 +106,9 @@ class Plan:
 
 def sliceFor(plan: Plan, worker: int, workers: int) -> list[int]:
     """
-    The client indices worker C{worker} of C{workers} drives: senders
-    dealt out round-robin first, then the others, so every worker has its
-    share of each kind.
+    The client indices worker C{worker} of C{workers} drives: every
+    C{workers}-th, so senders (the lowest indices) and rooms are spread
+    evenly over the workers.
     """
     return [i for i in range(plan.clients) if i % workers == worker]
 

@@ -436,7 +436,11 @@ def render(session: Session) -> str:
         out += ["## Errors and cut-off clients", "", *errors, *cut, ""]
     if info.get("commands"):
         out += ["## Servers: versions and exact commands", ""]
-        out.append("PORT is a free port on 127.0.0.1, DIR a fresh temporary directory per run.")
+        out.append(
+            "PORT is a free port on 127.0.0.1, DIR a fresh temporary directory per run, "
+            "TREE-REV chatsvc and its twistd plugin at commit REV (`git archive`, "
+            "`--chatsvc-rev`)."
+        )
         out.append("")
         for name, cmd in info["commands"].items():
             out.append(f"- **{name}** ({info['versions'].get(name, '?')}):")

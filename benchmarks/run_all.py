@@ -124,7 +124,8 @@ def runOne(server, scenario, timing, workers: int, profile: bool) -> dict:
         summary = metrics.summarize(scenario, raw, timing.window, server.relay)
         summary["load_avg"] = round(os.getloadavg()[0], 2)
         if not running.alive():
-            summary["error"] = "server died: " + running.logTail(300).strip().replace("\n", " / ")
+            last = running.logTail(300).strip().splitlines() or ["?"]
+            summary["error"] = f"server died: {last[-1]}"
         return summary
     finally:
         for spy in spies:
@@ -132,6 +133,35 @@ def runOne(server, scenario, timing, workers: int, profile: bool) -> dict:
         code = running.stop()
         if code not in (0, None, -15):
             print(f"  ({server.name} exited with status {code})", file=sys.stderr)
+
+
+#: The generator's receive ceiling measured so far this session, by
+#: (protocol, clients): deliveries per second against the blaster.
+_CEILINGS: dict[tuple[str, int], float] = {}
+
+
+def _bound(server, scenario, summary: dict) -> str:
+    """
+    A warning for the human line when the generator or the shared machine,
+    rather than the server, may have set the figure.
+    """
+    rate = summary.get("deliveries_per_s")
+    if rate is None:
+        return ""
+    if scenario.name.startswith("ceiling-recv-"):
+        _CEILINGS[(server.protocol, scenario.clients)] = rate
+        return ""
+    notes = []
+    ceiling = _CEILINGS.get((server.protocol, scenario.clients))
+    if ceiling and server.relay and rate >= report.GEN_BOUND * ceiling:
+        notes.append(f"{rate / ceiling:.0%} of the generator's ceiling")
+    machine, cpu = summary.get("machine_cores", 0), summary.get("server_cpu", 1)
+    if server.relay and machine >= 0.92 * (os.cpu_count() or 2) and cpu < 0.9:
+        notes.append(
+            f"machine saturated: generator {summary.get('gen_cpu', 0):.0%}, "
+            f"others {summary.get('others_cpu', 0):.0%}"
+        )
+    return f"  [{'; '.join(notes)}]" if notes else ""
 
 
 def _startProfile(server, scenario, pid: int, seconds: float) -> subprocess.Popen:
@@ -195,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     info["commands"] = {s.name: commandLine(s) for s in used}
     started = time.monotonic()
     count = 0
+    _CEILINGS.clear()
     with out.open("a") as sink:
         sink.write(json.dumps({"session": info}) + "\n")
         for rep in range(1, runs + 1):
@@ -230,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
                 count += 1
-                print(metrics.headline(scenario.family, summary))
+                print(
+                    metrics.headline(scenario.family, summary) + _bound(server, scenario, summary)
+                )
                 print(json.dumps(record), flush=True)
     print(f"\n{count} runs in {time.monotonic() - started:.0f} s; {out}")
     full = set(names) >= {"chatsvc", *PEERS} and set(families) == set(FAMILIES)

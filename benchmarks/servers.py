@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -154,7 +155,7 @@ class Server:
             if PINNED:
                 # twistd from the exported tree: it comes first on sys.path,
                 # so its chatsvc (and its plugin file) is the one that runs.
-                run = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+                run = 'import sys; from twisted.scripts.twistd import run; sys.argv[0] = "twistd"; run()'
                 return [py, "-c", run, *args], {"PYTHONPATH": str(PINNED["tree"])}
             return [str(VENV / "bin/twistd"), *args], {}
         if self.name == "words":
@@ -341,10 +342,13 @@ class Running:
 
 def commandLine(server: Server) -> str:
     """
-    The command that starts C{server}, as text for RESULTS.md, with
-    C{PORT} and C{DIR} (its temporary directory) as placeholders.
+    The command that starts C{server}, as shell text for RESULTS.md, with
+    C{PORT}, C{DIR} (its temporary directory) and C{TREE} (a pinned
+    chatsvc's export) as placeholders.
     """
     argv, env = server.command(6667, Path("DIR"))
     words = [f"{k}={v}" for k, v in env.items()] + argv
-    text = " ".join(words).replace("6667", "PORT")
+    text = shlex.join(words).replace("6667", "PORT")
+    if PINNED:
+        text = text.replace(str(PINNED["tree"]), f"TREE-{PINNED['rev']}")
     return text.replace(str(HERE.parent) + "/", "").replace(str(Path.home()), "~")
