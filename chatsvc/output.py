@@ -130,6 +130,7 @@ class Backlog:
         self._waiting: dict = {}
         self._timer = None
         self._releasing = False
+        self._releaseAfterFlush = False
 
     def isOver(self) -> bool:
         """
@@ -166,8 +167,19 @@ class Backlog:
         """
         self._waiting[connection] = release
         if self.batcher.pendingBytes:
-            self.batcher.afterFlush(self._maybeRelease)
+            self._releaseWhenFlushed()
         self._watchPatience()
+
+    def _releaseWhenFlushed(self) -> None:
+        # Once per flush, however many senders wait: registering on every
+        # wait made the after-flush list grow with the number of senders.
+        if not self._releaseAfterFlush:
+            self._releaseAfterFlush = True
+            self.batcher.afterFlush(self._flushed)
+
+    def _flushed(self) -> None:
+        self._releaseAfterFlush = False
+        self._maybeRelease()
 
     def _watchPatience(self) -> None:
         if self._timer is not None or not self._counted:
@@ -189,7 +201,7 @@ class Backlog:
     def _maybeRelease(self) -> None:
         if self._releasing or not self._waiting or self.isOver():
             if self._waiting and self.batcher.pendingBytes:
-                self.batcher.afterFlush(self._maybeRelease)
+                self._releaseWhenFlushed()
             return
         self._releasing = True
         try:

@@ -261,6 +261,21 @@ class BacklogTests(unittest.SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(self.released, ["sender"])
 
+    def test_oneAfterFlushPerTurn(self) -> None:
+        """
+        However many senders wait in a turn, the backlog asks to be called
+        once after the flush (the list of after-flush calls does not grow
+        with the number of senders).
+        """
+        self.batcher.pendingBytes = 5000
+        self.batcher.mark(Recorder())
+        for i in range(100):
+            self.backlog.wait(i, self.release(i))
+            self.backlog.drained("someone else")
+        self.assertEqual(len(self.batcher._afterFlush), 1)
+        self.clock.advance(0)
+        self.assertEqual(self.released, list(range(100)))
+
     def test_slowReaderStopsCounting(self) -> None:
         """
         A peer backed up for longer than the patience no longer holds the
