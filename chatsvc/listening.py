@@ -84,7 +84,51 @@ def announceListening(reactor, label: str, address) -> None:
     )
 
 
-class ListenService(service.Service):
+class PortService(service.Service):
+    """
+    What every chatsvc listener shares: bind in C{privilegedStartService}
+    (low ports need it; started directly, it binds in C{startService}),
+    announce where once the reactor runs, stop listening on stop.
+    Subclasses implement L{bind}.
+
+    @ivar port: the listening port once bound.
+    """
+
+    label = "chatsvc"
+    port = None
+    reactor = None
+
+    def _reactor(self):
+        if self.reactor is None:
+            from twisted.internet import reactor
+
+            self.reactor = reactor
+        return self.reactor
+
+    def bind(self):
+        """
+        Listen now and return the port; on failure say why in one line
+        (L{startupError}) and raise C{SystemExit(1)}.
+        """
+        raise NotImplementedError()
+
+    def privilegedStartService(self) -> None:
+        service.Service.privilegedStartService(self)
+        self.port = self.bind()
+        announceListening(self._reactor(), self.label, self.port.getHost())
+
+    def startService(self) -> None:
+        if self.port is None:
+            self.privilegedStartService()
+        service.Service.startService(self)
+
+    def stopService(self):
+        service.Service.stopService(self)
+        port, self.port = self.port, None
+        return defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
+
+
+class ListenService(PortService):
     """
     Listen on one endpoint description with one factory.
 
@@ -99,18 +143,9 @@ class ListenService(service.Service):
         self.label = label
         self.notice = notice
         self.reactor = reactor
-        self.port = None
         self.grace: float | None = None
 
-    def _reactor(self):
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
-        return self.reactor
-
-    def privilegedStartService(self) -> None:
-        service.Service.privilegedStartService(self)
+    def bind(self):
         endpoint = endpoints.serverFromString(self._reactor(), self.description)
         outcome = []
         endpoint.listen(self.factory).addBoth(outcome.append)
@@ -123,18 +158,10 @@ class ListenService(service.Service):
             why = getattr(why, "strerror", None) or str(why)
             startupError(f"{self.label}: cannot listen on {self.description}: {why}")
             raise SystemExit(1)
-        self.port = result
-        announceListening(self._reactor(), self.label, self.port.getHost())
-
-    def startService(self) -> None:
-        if self.port is None:
-            self.privilegedStartService()
-        service.Service.startService(self)
+        return result
 
     def stopService(self):
-        service.Service.stopService(self)
-        port, self.port = self.port, None
-        d = defer.maybeDeferred(port.stopListening) if port is not None else defer.succeed(None)
+        d = super().stopService()
         closeAll = getattr(self.factory, "closeAll", None)
         if closeAll is not None:
             d.addCallback(lambda _: closeAll(self.notice, self.grace))

@@ -33,13 +33,12 @@ import types
 from collections import Counter
 from dataclasses import dataclass
 
-from twisted.application import service
 from twisted.internet import error
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from chatsvc.lineproto import addressKey
-from chatsvc.listening import announceListening, startupError
+from chatsvc.listening import PortService, startupError
 from chatsvc.ratelimit import BucketTable, TokenBucket
 from chatsvc.stamps import daytime, looksLikeReply, rfc868, stamp
 from chatsvc.text import decodeLine
@@ -307,7 +306,7 @@ class TimeDatagramProtocol(ReplyProtocol):
         return rfc868(self.clock.seconds())
 
 
-class DatagramListenService(service.Service):
+class DatagramListenService(PortService):
     """
     Listen for datagrams on C{interface:port}, as L{chatsvc.listening.
     ListenService} does for streams: bound in C{privilegedStartService}
@@ -328,16 +327,10 @@ class DatagramListenService(service.Service):
         self.protocol = protocol
         self.label = label
         self.reactor = reactor
-        self.port = None
 
-    def privilegedStartService(self) -> None:
-        service.Service.privilegedStartService(self)
-        if self.reactor is None:
-            from twisted.internet import reactor
-
-            self.reactor = reactor
+    def bind(self):
         try:
-            self.port = self.reactor.listenUDP(
+            return self._reactor().listenUDP(
                 self.portNumber,
                 self.protocol,
                 interface=self.interface,
@@ -348,19 +341,6 @@ class DatagramListenService(service.Service):
             where = f"{self.interface or '*'}:{self.portNumber}"
             startupError(f"{self.label}: cannot listen on udp {where}: {why}")
             raise SystemExit(1) from None
-        announceListening(self.reactor, self.label, self.port.getHost())
-
-    def startService(self) -> None:
-        if self.port is None:
-            self.privilegedStartService()
-        service.Service.startService(self)
-
-    def stopService(self):
-        service.Service.stopService(self)
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
-        return None
 
 
 def splitDescription(description: str) -> tuple[str, list[str], dict[str, str]]:
