@@ -67,6 +67,21 @@ class TwistdTestCase(TestCase):
             clients.append(client)
         return clients
 
+    def assertHistoryHolds(self, clients: list, path: str) -> None:
+        """
+        Every message any client received (while traffic was still flowing
+        at SIGTERM) is in the history, whose ids have no holes: nothing
+        said was lost.
+        """
+        received = set()
+        for client in clients:
+            received.update(client.messages)
+        self.assertLess(len(received), 600, "the traffic was over before SIGTERM")
+        stored = set(messages(path))
+        self.assertLessEqual(received, stored)
+        ids = sorted(r[1] for r in stored)
+        self.assertEqual(ids, list(range(1, len(ids) + 1)))
+
     def assertClean(self, server: TwistdProcess) -> None:
         self.assertNotIn(b"Traceback", bytes(server.output))
         self.assertNotIn(b"Unhandled", bytes(server.output))
@@ -188,15 +203,7 @@ class ShutdownTests(TwistdTestCase):
             await client.waitClosed()
         self.assertEqual(await server.wait(), 0)
         self.assertClean(server)
-        received = set()
-        for client in clients:
-            received.update(client.messages)
-        self.assertLess(len(received), 600, "the traffic was over before SIGTERM")
-        stored = set(messages(path))
-        self.assertLessEqual(received, stored)
-        # Ids in the history have no holes: nothing said was lost.
-        ids = sorted(r[1] for r in stored)
-        self.assertEqual(ids, list(range(1, len(ids) + 1)))
+        self.assertHistoryHolds(clients, path)
 
 
 class ShutdownLoadTests(TwistdTestCase):
@@ -240,14 +247,7 @@ class ShutdownLoadTests(TwistdTestCase):
         self.assertEqual(await server.wait(5), 0)
         self.assertClean(server)
         await stuck.close()
-        received = set()
-        for client in clients:
-            received.update(client.messages)
-        self.assertLess(len(received), 600, "the traffic was over before SIGTERM")
-        stored = set(messages(path))
-        self.assertLessEqual(received, stored)
-        ids = sorted(r[1] for r in stored)
-        self.assertEqual(ids, list(range(1, len(ids) + 1)))
+        self.assertHistoryHolds(clients, path)
 
 
 class StartErrorTests(TwistdTestCase):
