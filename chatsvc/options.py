@@ -75,16 +75,17 @@ def integer(flag: str, value, minimum: int = 0, maximum: int | None = None) -> i
     return number
 
 
-def seconds(flag: str, value, minimum: float = 0.0) -> float:
+def seconds(flag: str, value, minimum: float = 0.0, what: str = "a number of seconds") -> float:
     """
-    Parse a number of seconds for C{flag}.
+    Parse a number of seconds (or, with C{what}, another finite number)
+    for C{flag}.
     """
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise usage.UsageError(f"{flag}: expected a number of seconds, not {value!r}") from None
+        raise usage.UsageError(f"{flag}: expected {what}, not {value!r}") from None
     if number != number or number in (float("inf"), float("-inf")) or number < minimum:
-        raise usage.UsageError(f"{flag}: must be a number of seconds >= {minimum:g}")
+        raise usage.UsageError(f"{flag}: must be {what} >= {minimum:g}")
     return number
 
 

@@ -1336,6 +1336,15 @@ class NumberOptionTests(unittest.SynchronousTestCase):
             self.assertTrue(str(e).startswith("--t: "), str(e))
         self.assertRaises(usage.UsageError, options.seconds, "--t", "0", 0.001)
 
+    def test_otherUnit(self) -> None:
+        """
+        The error names what the flag counts (a rate is not seconds).
+        """
+        e = self.assertRaises(
+            usage.UsageError, options.seconds, "--r", "x", 0.001, "a number of lines per second"
+        )
+        self.assertEqual(str(e), "--r: expected a number of lines per second, not 'x'")
+
 
 class ServiceOptionsTests(unittest.SynchronousTestCase):
     """

@@ -91,7 +91,9 @@ class Options(ServiceOptions):
             **vars(base),
             loginTimeout=seconds("--login-timeout", self["login-timeout"], 0.001),
             floodBurst=integer("--flood-burst", self["flood-burst"], 1),
-            floodRate=seconds("--flood-rate", self["flood-rate"], 0.001),
+            floodRate=seconds(
+                "--flood-rate", self["flood-rate"], 0.001, what="a number of lines per second"
+            ),
             recvQueue=integer("--recv-queue", self["recv-queue"], 1),
             replay=integer("--replay", self["replay"], 0, 200),
         )
