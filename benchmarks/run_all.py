@@ -83,7 +83,7 @@ def machineInfo() -> dict:
     What the report says about the machine and the software.
     """
     info = {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "host": platform.node(),
         "kernel": platform.release(),
         "python": platform.python_version(),

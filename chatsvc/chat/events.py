@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 TEXT = "text"
 JSON = "json"
@@ -36,7 +36,7 @@ def isoTime(ts: float) -> str:
     """
     ISO 8601 in UTC with microseconds, as the JSON rendering wants.
     """
-    stamp = datetime.fromtimestamp(ts, UTC).isoformat(timespec="microseconds")
+    stamp = datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")
     return stamp.replace("+00:00", "Z")
 
 
