@@ -45,6 +45,9 @@ class LineFramer:
     @ivar maxLength: the longest line accepted, in bytes, without its
         line ending.
     @ivar pendingBytes: bytes held in complete lines not yet taken.
+    @ivar refused: L{TOO_LONG} markers among the waiting lines.  A refused
+        line is not a request: flood control and the receive queue count
+        only the others (C{len(framer) - framer.refused}).
     """
 
     def __init__(self, maxLength: int = DEFAULT_MAX_LINE) -> None:
@@ -58,6 +61,7 @@ class LineFramer:
         self._lines: list = []
         self._head = 0
         self.pendingBytes = 0
+        self.refused = 0
 
     def __len__(self) -> int:
         """
@@ -89,7 +93,7 @@ class LineFramer:
             return
         if len(self._tail) + end - start > self.maxLength + 1:
             self._tail.clear()
-            self._lines.append(TOO_LONG)
+            self._refuse()
         elif self._tail:
             self._tail += data[start:end]
             self._queue(bytes(self._tail))
@@ -131,9 +135,17 @@ class LineFramer:
             lines.clear()
             head = 0
         self._head = head
-        if line is not TOO_LONG:
+        if line is TOO_LONG:
+            self.refused -= 1
+        else:
             self.pendingBytes -= len(line)
         return line
+
+    def nextIsRefused(self) -> bool:
+        """
+        Whether the oldest waiting line is a L{TOO_LONG} marker.
+        """
+        return self._head < len(self._lines) and self._lines[self._head] is TOO_LONG
 
     def clear(self) -> None:
         """
@@ -143,12 +155,17 @@ class LineFramer:
         self._head = 0
         self._tail.clear()
         self.pendingBytes = 0
+        self.refused = 0
+
+    def _refuse(self) -> None:
+        self._lines.append(TOO_LONG)
+        self.refused += 1
 
     def _queue(self, line: bytes) -> None:
         if line.endswith(b"\r"):
             line = line[:-1]
         if len(line) > self.maxLength:
-            self._lines.append(TOO_LONG)
+            self._refuse()
             return
         self._lines.append(line)
         self.pendingBytes += len(line)
@@ -161,4 +178,4 @@ class LineFramer:
         # Over the limit without a line end: refuse now, keep nothing.
         self._tail.clear()
         self._discarding = True
-        self._lines.append(TOO_LONG)
+        self._refuse()

@@ -249,7 +249,9 @@ class LineProtocol(protocol.Protocol):
             framer = self.framer
             trackIdle = self.factory.limits.idleTimeout
             while not self._holds and not self.disconnecting and len(framer):
-                if not self.lineAllowed():
+                # A refused (over-long) line is not a request: it costs no
+                # flood token and is answered at once, in its turn.
+                if not (framer.refused and framer.nextIsRefused()) and not self.lineAllowed():
                     break
                 line = framer.next()
                 if trackIdle:

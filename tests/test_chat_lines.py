@@ -941,6 +941,24 @@ class FloodTests(ChatTestCase):
         alice.proto.dataReceived(b"\n" * 1000)
         self.assertTrue(alice.closing)
 
+    def test_tooLongIsNotFlood(self) -> None:
+        """
+        An over-long line is refused, not paced: it takes no flood token
+        and does not count toward the receive queue, so more refused lines
+        than the burst and the queue together still leave the connection
+        open and the next message goes out at once.
+        """
+        alice, bob = self.flooder()
+        tooLong = "x" * (self.limits.maxLine + 1)
+        alice.send(*[tooLong] * 30, "after")
+        self.assertFalse(alice.closing)
+        self.assertEqual(
+            alice.lines(),
+            [f"error: line too long (limit {self.limits.maxLine} bytes), ignored"] * 30,
+        )
+        self.assertEqual(self.messages(bob), ["after"])
+        self.assertEqual(alice.transport.producerState, "producing")
+
 
 class SendQueueTests(ChatTestCase):
     limits = ChatLimits(sendQueue=4096, floodBurst=10000, recvQueue=10000)

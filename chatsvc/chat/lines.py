@@ -111,7 +111,9 @@ class ChatLineProtocol(LineProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         super().dataReceived(data)
-        if len(self.framer) > self.factory.limits.recvQueue and not self.disconnecting:
+        framer = self.framer
+        # Refused (over-long) lines are not requests: they do not count.
+        if len(framer) - framer.refused > self.factory.limits.recvQueue and not self.disconnecting:
             self._leaveReason = "flood"
             self._close(
                 "error",
