@@ -206,6 +206,10 @@ class LineProtocol(protocol.Protocol):
     framer: LineFramer
     _policyKey: str | None = None
 
+    #: Bytes of one line to the text L{lineReceived} gets: by default
+    #: UTF-8 with replacement and controls neutralised.
+    decode = staticmethod(decodeLine)
+
     # Defaults on the class, so that an idle connection's instance dict
     # holds only what it changed (thousands of idle clients add up).
     disconnecting = False
@@ -259,7 +263,7 @@ class LineProtocol(protocol.Protocol):
                 if line is TOO_LONG:
                     self.lineTooLong()
                 else:
-                    self.lineReceived(decodeLine(line))
+                    self.lineReceived(self.decode(line))
         finally:
             self._handling = False
         if self._inputEnded and not self._holds and not len(self.framer):

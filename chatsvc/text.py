@@ -44,6 +44,17 @@ def neutralise(text: str) -> str:
     return text.translate(_NEUTRAL)
 
 
+def decodeUTF8(raw: bytes) -> str:
+    """
+    Decode one received line: UTF-8 with replacement, nothing neutralised.
+
+    For a protocol that checks what it reads before it shows it to
+    anyone (the chat: names are refused with the offending character
+    named, relayed text is made harmless by the core).
+    """
+    return raw.decode("utf-8", "replace")
+
+
 def decodeLine(raw: bytes) -> str:
     """
     Decode one received line: UTF-8 with replacement, then L{neutralise}.

@@ -191,11 +191,13 @@ class LoginTests(ChatTestCase):
         peer = self.connect()
         for line, why in [
             (b"1alice", "starts with a letter"),
-            (b"ali\x1b[31mce", "'\u238b'"),
-            ("ali\u200bce".encode(), "U+200B"),
-            ("\u202ealice".encode(), "starts with a letter"),
-            ("al\u202eice".encode(), "'\ufffd'"),
-            (b"al\x00ice", "'\u2400'"),
+            (b"ali\x1b[31mce", "(not U+001B)"),
+            ("ali\u200bce".encode(), "(U+200B found)"),
+            ("\u202ealice".encode(), "(U+202E found)"),
+            ("al\u202eice".encode(), "(U+202E found)"),
+            ("al\u2066ice".encode(), "(U+2066 found)"),
+            ("alice\u200e".encode(), "(U+200E found)"),
+            (b"al\x00ice", "(not U+0000)"),
             (b"al\xffice", "'\ufffd'"),
             (b"x" * 25, "at most 24"),
             (b"alice #", "at least one"),
@@ -438,6 +440,20 @@ class MessageTests(ChatTestCase):
         )
         self.assertEqual(alice.lines(), ["error: unknown command / (try /help)"])
 
+    def test_unknownCommandQuotedHarmlessly(self) -> None:
+        """
+        A reply that quotes what the user typed shows its controls
+        harmlessly, in both renderings.
+        """
+        alice = self.login("alice")
+        alice.send(b"/\x1b[2J\x07\xc2\x9b\xe2\x80\xae")
+        [line] = alice.lines()
+        self.assertEqual(line, "error: unknown command /\u238b[2J\u2407\ufffd\ufffd (try /help)")
+        alice.send("/format json", b"/\x1b]52;c;x\x07")
+        raw = alice.raw()
+        for byte in (b"\x1b", b"\x07", b"\xc2\x9b", b"\xe2\x80\xae"):
+            self.assertNotIn(byte, raw)
+
     def test_blank(self) -> None:
         alice = self.login("alice")
         bob = self.login("bob")
@@ -564,8 +580,19 @@ class CommandTests(ChatTestCase):
         carol = self.login("carol")
         alice.send("/msg BOB psst,  secret ")
         self.assertEqual(bob.lines(), [f"{stamp()} (private) alice: psst,  secret"])
-        self.assertEqual(alice.raw(), b"")
+        self.assertEqual(alice.lines(), [f"{stamp()} (private) -> bob: psst,  secret"])
         self.assertEqual(carol.raw(), b"")
+        alice.send("/msg alice note to self")
+        self.assertEqual(
+            alice.lines(),
+            [
+                f"{stamp()} (private) -> alice: note to self",
+                f"{stamp()} (private) alice: note to self",
+            ],
+        )
+        alice.send("/msg bob \x1b[2J\u202e")
+        self.assertEqual(alice.lines(), [f"{stamp()} (private) -> bob: \u238b[2J\ufffd"])
+        bob.raw()
         alice.send("/msg nobody hi", "/msg bob", "/msg")
         self.assertEqual(
             alice.lines(),
@@ -622,7 +649,7 @@ class CommandTests(ChatTestCase):
         peer.send(b"alice lo\x00bby")
         [reply] = peer.lines()
         self.assertTrue(reply.startswith("error: "), reply)
-        self.assertIn("\u2400", reply)
+        self.assertIn("U+0000", reply)
         self.assertFalse(peer.closing)
         peer.send("alice")
         [reply] = peer.lines()
@@ -631,7 +658,7 @@ class CommandTests(ChatTestCase):
         peer.send(b"/join lo\x00bby")
         [reply] = peer.lines()
         self.assertTrue(reply.startswith("error: "), reply)
-        self.assertIn("\u2400", reply)
+        self.assertIn("U+0000", reply)
         self.assertFalse(peer.closing)
         self.assertEqual(bob.raw(), b"")
         peer.send("/who")

@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 TEXT = "text"
 JSON = "json"
 FORMATS = (TEXT, JSON)
+#: The text rendering of a private message for its sender: C{-> bob: text}.
+SENT = "sent"
 
 MESSAGE = "message"
 ACTION = "action"
@@ -111,7 +113,12 @@ class Event:
         key = (fmt, history) if history else fmt
         data = self.rendered.get(key)
         if data is None:
-            line = renderText(self) if fmt == TEXT else dumps(toJSON(self, history))
+            if fmt == TEXT:
+                line = renderText(self)
+            elif fmt == SENT:
+                line = f"[{time.ctime(self.ts)}] (private) -> {self.target}: {self.text}"
+            else:
+                line = dumps(toJSON(self, history))
             data = self.rendered[key] = line.encode("utf-8") + b"\n"
         return data
 

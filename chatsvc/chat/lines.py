@@ -18,6 +18,7 @@ from chatsvc.chat.names import InvalidName, checkRoom
 from chatsvc.chat.rooms import ChatError, Hub
 from chatsvc.lineproto import Limits, LineFactory, LineProtocol
 from chatsvc.ratelimit import TokenBucket
+from chatsvc.text import decodeUTF8
 
 log = Logger()
 
@@ -29,8 +30,9 @@ HELP = (
     "//text sends /text; anything else goes to the room"
 )
 
-#: Own events not shown back in text mode (JSON shows them: the ack).
-_NOT_ECHOED = (events.MESSAGE, events.ACTION, events.PRIVATE, events.JOIN)
+#: Own events not shown back in text mode (JSON shows them: the ack).  An
+#: own private message is shown, as C{-> NAME: text} (L{events.SENT}).
+_NOT_ECHOED = (events.MESSAGE, events.ACTION, events.JOIN)
 
 
 @dataclass
@@ -62,6 +64,11 @@ class ChatLineProtocol(LineProtocol):
 
     factory: ChatFactory
     _floodTimer = None
+
+    # Not neutralised on the way in: a refused name names the character
+    # it was refused for (U+202E, not U+FFFD).  The hub makes relayed
+    # text harmless, and replies are neutralised (L{replies.reply}).
+    decode = staticmethod(decodeUTF8)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -99,6 +106,9 @@ class ChatLineProtocol(LineProtocol):
         if origin is not None and origin is self.member and fmt is TEXT:
             if event.kind in _NOT_ECHOED:
                 return
+            if event.kind == events.PRIVATE:
+                self._ownPrivate(event)
+                return
         data = event.rendered.get(fmt) or event.encoded(fmt)
         out = self._out
         if out and not self._outputPaused:
@@ -106,6 +116,15 @@ class ChatLineProtocol(LineProtocol):
             self.factory.batcher.pendingBytes += len(data)
         else:
             self.write(data)
+
+    def _ownPrivate(self, event: events.Event) -> None:
+        """
+        In text mode the sender of a private message sees what went to
+        whom (C{-> bob: text}); sent to oneself, it also arrives.
+        """
+        self.write(event.encoded(events.SENT))
+        if event.target == self.member.name:
+            self.write(event.encoded(TEXT))
 
     # -- input --------------------------------------------------------------
 

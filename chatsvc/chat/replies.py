@@ -10,6 +10,7 @@ C{ts} and the keys of the contract.
 from __future__ import annotations
 
 from chatsvc.chat.events import TEXT, dumps, isoTime
+from chatsvc.text import neutralise
 
 
 def reply(fmt: str, now: float, kind: str, text: str, **fields) -> bytes:
@@ -22,6 +23,9 @@ def reply(fmt: str, now: float, kind: str, text: str, **fields) -> bytes:
     @param text: the words for people (the whole line in text format).
     @param fields: the JSON keys besides C{type}, C{ts} and C{text}.
     """
+    # Replies may quote what the user typed (an unknown command): the chat
+    # reads lines without neutralising them, so it is done here.
+    text = neutralise(text)
     if fmt == TEXT:
         prefix = "info" if kind in ("who", "rooms") else kind
         return f"{prefix}: {text}\n".encode()
