@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """
-Soak test of the chat service (HARDENING.md, "Soak").
+Soak test of the chat service (docs/hardening.rst, "Soak").
 
 Starts C{twistd -n chat} as a subprocess on loopback (port 0, history in a
 temporary directory) and drives it from this process with the Twisted
@@ -890,7 +890,7 @@ class Soak:
 
 def parseArgs(argv=None):
     parser = argparse.ArgumentParser(
-        description="Soak the chat service (HARDENING.md): short CI mode by default."
+        description="Soak the chat service (docs/hardening.rst): short CI mode by default."
     )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(

@@ -16,7 +16,7 @@ at C speed; only the receivers chosen for verification parse each one.
 A L{Driver} knows how to log a client in and into a room (a list of
 steps: bytes to send, then a token to wait for), how a message is sent,
 and how to answer a server PING.  C{LineDriver} speaks chatsvc's native
-protocol (PROTOCOL.md); C{IRCDriver} speaks RFC 1459/2812 as real
+protocol (docs/protocol.rst); C{IRCDriver} speaks RFC 1459/2812 as real
 clients do: NICK/USER registration, JOIN, PRIVMSG, PING/PONG.
 """
 

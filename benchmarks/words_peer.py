@@ -5,7 +5,7 @@ Two things keep the stock C{twistd words} from hosting a benchmark room
 on Python 3, and this launcher changes only those, then hands over to
 twistd unchanged:
 
-  - C{--group NAME} crashes (C{str.decode}, TWISTED-NOTES.md), and the
+  - C{--group NAME} crashes on Python 3 (C{str.decode} in C{twisted/words/tap.py}), and the
     realm refuses to create a channel on JOIN by default.  We set the
     realm's own switch C{InMemoryWordsRealm.createGroupOnRequest = True},
     so the first JOIN creates the room, as on every other IRC server.

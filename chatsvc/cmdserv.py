@@ -3,7 +3,7 @@ The command service, C{twistd -n cmdserv}: one line in, one line out.
 
 C{date}, C{os}, C{ls [DIR]}, C{ip} and C{help} are commands
 (case-insensitive, surrounding spaces ignored); any other line is echoed
-back as C{[ctime] LINE}.  The contract is C{PROTOCOL.md}.
+back as C{[ctime] LINE}.  The wire protocol is in C{docs/protocol.rst}.
 
 Everything is answered on the reactor thread except C{ls}, which reads
 the disk: it runs on a small thread pool of its own (L{ListingService}),

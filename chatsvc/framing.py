@@ -3,7 +3,7 @@ Line framing shared by every chatsvc line service.
 
 Twisted's C{LineReceiver} rescans its whole buffer on every read, treats
 C{\\r\\n} as the only delimiter by default and closes the connection
-without a word when a line is too long (HARDENING.md).  L{LineFramer} is
+without a word when a line is too long (docs/hardening.rst).  L{LineFramer} is
 the small replacement the contract asks for:
 
   - C{LF} ends a line; one C{CR} just before it is dropped;

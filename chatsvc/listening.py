@@ -39,7 +39,7 @@ def describeAddress(address) -> str:
 def raiseFileLimit(wanted: int = 65536) -> int:
     """
     Raise the soft open-file limit towards the hard one: running out of
-    descriptors makes Twisted close new sockets silently (HARDENING.md).
+    descriptors makes Twisted close new sockets silently (docs/hardening.rst).
 
     @return: the soft limit now in force.
     """
@@ -175,7 +175,7 @@ class ExitCleanly(service.Service):
     twistd stops the reactor on the signal, runs every C{stopService}, and
     then kills itself again with the same signal, so a server that shut
     down exactly as asked reports "killed by SIGTERM" (status 143).  Our
-    services promise exit 0 after a clean stop (HARDENING.md, item 23):
+    services promise exit 0 after a clean stop (docs/hardening.rst, item 23):
     add this to a plugin's C{MultiService}.  Twisted keeps the signal in
     the reactor's C{_exitSignal} (its C{_ISupportsExitSignalCapturing});
     this forgets it once the services are stopping.

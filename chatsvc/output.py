@@ -4,7 +4,7 @@ Getting fan-out bytes onto sockets cheaply, and keeping them bounded.
 Twisted's C{transport.write} never sends at once: it buffers, registers
 the socket for writing (C{epoll_ctl}), sends on the next reactor turn and
 unregisters again.  At chat loads (many senders at modest rates) that is
-a send and two C{epoll_ctl} per delivery (PERFORMANCE-NOTES.md).  Two
+a send and two C{epoll_ctl} per delivery (docs/design.rst).  Two
 pieces here do better:
 
   - L{WriteBatcher}: each connection's writes of one reactor turn are

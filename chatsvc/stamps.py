@@ -8,7 +8,7 @@ The three ways tsserv tells the time, and how to recognise them again.
 Recognising our own replies matters for UDP: a datagram service that
 answers its own kind of reply loops forever between two instances (or
 between it and another service) once one spoofed packet starts it
-(HARDENING.md, the CVE-2024-2169 class).  The recognisers here are what
+(docs/hardening.rst, item 21; the CVE-2024-2169 class).  The recognisers here are what
 L{chatsvc.udpservices} drops on.
 
 Time is always passed in as seconds since the epoch (a clock's

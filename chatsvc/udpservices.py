@@ -5,7 +5,7 @@ as datagram services that are safe to put on a network.
 A UDP service answers whoever the source address claims to be, so a
 naive one is a reflector and an amplifier, and two of them (or one and
 an echo, chargen, DNS or NTP server) bounce a single spoofed packet
-between each other for ever (HARDENING.md; the CVE-2024-2169 class).
+between each other for ever (docs/hardening.rst, item 21; the CVE-2024-2169 class).
 Every datagram therefore passes a L{DatagramGuard} before it is
 answered; the guard drops:
 

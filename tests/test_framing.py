@@ -1,6 +1,6 @@
 """
 Tests for L{chatsvc.framing.LineFramer} and L{chatsvc.text}: unit tests of
-the framing rules, and hypothesis properties (HARDENING.md item 12): any
+the framing rules, and hypothesis properties (docs/hardening.rst item 12): any
 stream cut at any points gives exactly the events of one write, the
 unfinished line never holds more than C{maxLength + 1} bytes, and every
 line decodes to text with no raw controls.
@@ -280,7 +280,7 @@ class LineFramerTests(unittest.SynchronousTestCase):
 
     def test_megabyteWithoutNewline(self) -> None:
         """
-        1 MiB without a newline (HARDENING.md item 1): one marker, nothing
+        1 MiB without a newline (docs/hardening.rst item 1): one marker, nothing
         held beyond the bound at any time, the next line intact.
         """
         framer = LineFramer(DEFAULT_MAX_LINE)
@@ -336,7 +336,7 @@ class LineFramerTests(unittest.SynchronousTestCase):
 
     def test_tenMegabytesOfNewlines(self) -> None:
         """
-        10 MB of bare LF in 64 KiB reads (HARDENING.md item 3): every LF is
+        10 MB of bare LF in 64 KiB reads (docs/hardening.rst item 3): every LF is
         one empty line, nothing is ever held as an unfinished line, and the
         framer looks at each byte a bounded number of times.
         """
@@ -406,7 +406,7 @@ class ScanCounter:
 
 class FramingPropertyTests(unittest.SynchronousTestCase):
     """
-    Hypothesis properties of the framer (HARDENING.md item 12).
+    Hypothesis properties of the framer (docs/hardening.rst item 12).
     """
 
     @settings(max_examples=examples(1500))
@@ -434,7 +434,7 @@ class FramingPropertyTests(unittest.SynchronousTestCase):
     def test_byteByByteGivesSameEvents(self, stream, maxLength) -> None:
         """
         One byte at a time (UTF-8 split mid-character, CR and LF apart)
-        gives exactly the events of one write (HARDENING.md item 6).
+        gives exactly the events of one write (docs/hardening.rst item 6).
         """
         single = [stream[i : i + 1] for i in range(len(stream))]
         self.assertEqual(frame(single, maxLength), frame([stream], maxLength))
@@ -465,7 +465,7 @@ class TextTests(unittest.SynchronousTestCase):
 
     def test_invalidUtf8Replaced(self) -> None:
         """
-        Invalid UTF-8 (HARDENING.md item 7) becomes U+FFFD; the valid text
+        Invalid UTF-8 (docs/hardening.rst item 7) becomes U+FFFD; the valid text
         around it is kept.
         """
         for raw in (b"\xff", b"\xc0\xaf", b"\x80", b"\xed\xa0\x80"):
@@ -483,7 +483,7 @@ class TextTests(unittest.SynchronousTestCase):
 
     def test_escapeSequencesShownNotObeyed(self) -> None:
         """
-        ESC, BEL and CSI (HARDENING.md item 9) never come out raw.
+        ESC, BEL and CSI (docs/hardening.rst item 9) never come out raw.
         """
         self.assertEqual(decodeLine(b"\x1b[2J"), "\u238b[2J")
         self.assertEqual(decodeLine(b"\x1b]52;c;aGk=\x07"), "\u238b]52;c;aGk=\u2407")

@@ -748,7 +748,7 @@ class PolicyTests(unittest.SynchronousTestCase):
     def test_twistedPerPeerLimitUnusable(self) -> None:
         """
         Twisted's C{LimitConnectionsByPeer} indexes the address object as a
-        tuple and raises C{TypeError} on every connection (HARDENING.md),
+        tuple and raises C{TypeError} on every connection (docs/hardening.rst),
         which is why chatsvc has its own policy.  If this test starts to
         fail, Twisted has fixed it.
         """

@@ -1,6 +1,6 @@
 """
 Hypothesis properties of the parsers that take untrusted input
-(HARDENING.md item 12): cmdserv's command parser, C{ls} path resolution,
+(docs/hardening.rst item 12): cmdserv's command parser, C{ls} path resolution,
 the chat name rules and the UDP guard.
 
 The number of examples comes from the hypothesis profile

@@ -603,7 +603,7 @@ class LoopbackTests(unittest.TestCase):
 
 # -- hostile input through a real factory, shared with test_cmdserv ----------
 
-#: Small caps, so that HARDENING.md items 14-16 show with a few clients.
+#: Small caps, so that docs/hardening.rst items 14-16 show with a few clients.
 CAPPED = {"maxClients": 2, "maxPerAddress": 1, "limitLoopback": True, "sendQueue": 65536}
 
 

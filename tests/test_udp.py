@@ -97,7 +97,7 @@ class LogCapture:
         return [e for e in self.events if "dropped" in e.get("log_format", "")]
 
 
-#: Hostile bytes (HARDENING.md items 7, 8, 9 and 10), each sent inside
+#: Hostile bytes (docs/hardening.rst items 7, 8, 9 and 10), each sent inside
 #: C{a...z}: invalid UTF-8, NUL, terminal escapes (ESC[2J, an OSC 52
 #: clipboard write ended by BEL, ESC[6n), U+009B as UTF-8, a lone BEL
 #: and a bidi override.

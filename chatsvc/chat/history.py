@@ -10,7 +10,7 @@ Two stores share one small interface:
   - C{stop()}: write everything still pending; a Deferred.
 
 L{SQLiteHistory} is the default.  SQLite called on the reactor thread
-froze a server for 5 s on a locked database (HARDENING.md), so writes go
+froze a server for 5 s on a locked database (docs/hardening.rst), so writes go
 to one writer thread of its own, in batches: the fan-out only appends to
 a list, and one transaction a batch keeps the disk cost per message
 small.  A failing disk (locked, read-only, full) is logged once per
