@@ -14,10 +14,17 @@ must name every module (and only modules that exist).
 from __future__ import annotations
 
 import importlib
+import json
 import re
 from pathlib import Path
 
 from twisted.trial import unittest
+
+from chatsvc.chat.history import MemoryHistory
+from chatsvc.chat.lines import ChatFactory
+from chatsvc.chat.rooms import Hub
+from chatsvc.listing import Listing
+from chatsvc.testing import Clock, lineConnection
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -258,3 +265,121 @@ class HardeningMapTests(unittest.SynchronousTestCase):
             ),
             ["tests/test_docs.py::HardeningMapTests::test_noSuchTest"],
         )
+
+
+#: Pages whose examples show what the servers write.
+EXAMPLE_PAGES = ("README.rst", "docs/protocol.rst")
+
+#: One line of a chat session in JSON that makes the server write an
+#: object of every type (alice, in text mode, is there to be written to).
+JSON_SESSION = (
+    b"/format json\nbot\nhello\n/me waves\n/who\n/rooms\n/msg alice psst\n"
+    b"/nick robot\n/history\n/bogus\n/join games\n/join lobby\n"
+)
+
+
+def keyOrders() -> dict[str, list[str]]:
+    """
+    The keys of each type of JSON object the chat writes, in the order it
+    writes them (the optional C{history} key left out), from a session on
+    a C{StringTransport}.
+    """
+    clock = Clock()
+    factory = ChatFactory(Hub(clock, MemoryHistory()), clock=clock)
+    alice, _ = lineConnection(factory, port=40001)
+    alice.dataReceived(b"alice\n")
+    bot, transport = lineConnection(factory, port=40002)
+    bot.dataReceived(JSON_SESSION)
+    alice.dataReceived(b"/quit\n")
+    clock.advance(0)
+    orders: dict[str, list[str]] = {}
+    for line in transport.value().decode("utf-8").splitlines():
+        kind, keys = typeAndKeys(line)
+        orders.setdefault(kind, keys)
+    return orders
+
+
+def typeAndKeys(line: str) -> tuple[str, list[str]]:
+    """
+    The type of a JSON object on one line, and its keys in order, the
+    optional C{history} key left out.
+    """
+    pairs = json.loads(line, object_pairs_hook=list)
+    return dict(pairs)["type"], [key for key, _ in pairs if key != "history"]
+
+
+def jsonExamples(text: str) -> list[tuple[str, list[str]]]:
+    """
+    L{typeAndKeys} of every example JSON object in C{text}: the lines
+    that start with C{{"type"}.
+    """
+    lines = (line.strip() for line in text.splitlines())
+    return [typeAndKeys(line) for line in lines if line.startswith('{"type"')]
+
+
+def keyTable(text: str) -> dict[str, list[str]]:
+    """
+    The table of JSON keys in C{docs/protocol.rst}: type to keys in order
+    (what follows a C{;} in a row, and the optional C{history}, left out).
+    """
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "keys, in the order" in line)
+    rows: list[str] = []
+    for line in lines[start + 2 :]:
+        if line.startswith("="):
+            break
+        if line.startswith("``"):
+            rows.append(line)
+        else:
+            rows[-1] += " " + line.strip()
+    table = {}
+    for row in rows:
+        row = row.split(";")[0].replace("[, ``history``]", "")
+        kind, *keys = re.findall(r"``(\w+)``", row)
+        table[kind] = keys
+    return table
+
+
+def listingExamples(text: str) -> list[str]:
+    """
+    Every line of C{text} that shows an C{ls} reply: a JSON array of
+    strings on one line.
+    """
+    return [line.strip() for line in text.splitlines() if line.strip().startswith('["')]
+
+
+class ExampleTests(unittest.SynchronousTestCase):
+    """
+    The examples in the README and in C{docs/protocol.rst} show what the
+    servers really write.
+    """
+
+    def test_jsonKeyOrder(self) -> None:
+        """
+        Every example JSON object has the keys the chat writes for its
+        type, in the chat's order.
+        """
+        orders = keyOrders()
+        for page in EXAMPLE_PAGES:
+            examples = jsonExamples((ROOT / page).read_text(encoding="utf-8"))
+            self.assertTrue(examples, f"no JSON example in {page}")
+            for kind, keys in examples:
+                self.assertEqual(keys, orders[kind], f"{page}: {kind}")
+
+    def test_jsonKeyTable(self) -> None:
+        """
+        The table of keys in C{docs/protocol.rst} names every type the
+        chat writes, with its keys in the chat's order.
+        """
+        table = keyTable((ROOT / "docs" / "protocol.rst").read_text(encoding="utf-8"))
+        self.assertEqual(table, keyOrders())
+
+    def test_listingSpacing(self) -> None:
+        """
+        Every C{ls} example is written as cmdserv writes a listing.
+        """
+        for page in EXAMPLE_PAGES:
+            examples = listingExamples((ROOT / page).read_text(encoding="utf-8"))
+            self.assertTrue(examples, f"no ls example in {page}")
+            for line in examples:
+                self.assertEqual(line, Listing(json.loads(line)).render(), page)
