@@ -1,14 +1,20 @@
 """
 Tests that the project's documentation points only at what the project
-carries.
+carries, and shows what the code does.
 
 A docstring, comment or page that cites a document a clone does not have
-sends its reader nowhere, and a module map that misses a module rots
-without anyone noticing.  These tests read the working tree as it is:
-every C{.md} or C{.rst} document named in the code, the tests, the
-benchmarks, the docs, the README or setup.cfg must exist in the
-repository, nothing may point outside it, and the README's module map
-must name every module (and only modules that exist).
+sends its reader nowhere, and a map or an example that no test reads
+rots without anyone noticing.  These tests read the working tree as it
+is:
+
+  - every C{.md} or C{.rst} document named in the code, the tests, the
+    benchmarks, the docs, the README or setup.cfg exists in the
+    repository, and nothing points outside it;
+  - the README's module map names every module, and only modules that
+    exist;
+  - every test id in C{docs/HARDENING-TESTS.md} is a test of the suite;
+  - the JSON and C{ls} examples of the README and C{docs/protocol.rst},
+    and the JSON key table there, are what the servers write.
 """
 
 from __future__ import annotations
