@@ -156,7 +156,7 @@ async def waitFor(predicate, what: str, seconds: float = DEADLINE, step: float =
         await deferLater(reactor, step, lambda: None)
 
 
-_LISTENING = re.compile(rb"listening on (tcp|udp|unix) ([^\s]+)")
+_LISTENING = re.compile(rb"listening on (tcp|tls|udp|unix) ([^\s]+)")
 
 
 class TwistdProcess(protocol.ProcessProtocol):
@@ -186,6 +186,36 @@ class TwistdProcess(protocol.ProcessProtocol):
         """
         self = cls()
         self._wanted = listeners
+        self._spawn(service, args, cwd, env)
+        try:
+            await withDeadline(self._ready, f"twistd {service} to listen")
+        except Exception:
+            self.kill()
+            await self.wait()
+            raise
+        return self
+
+    @classmethod
+    async def startOrEnd(cls, service: str, *args: str, cwd: str) -> TwistdProcess:
+        """
+        Start the service and wait until it listens or exits, whichever
+        comes first: for a start that should be refused, so that one that
+        is not fails at once.  C{exitCode} is L{None} while it runs.
+        """
+        self = cls()
+        self._spawn(service, args, cwd, None)
+        either = defer.DeferredList(
+            [self._ready, self.ended], fireOnOneCallback=True, consumeErrors=True
+        )
+        try:
+            await withDeadline(either, f"twistd {service} to listen or exit")
+        except Exception:
+            self.kill()
+            await self.wait()
+            raise
+        return self
+
+    def _spawn(self, service: str, args, cwd: str, env: dict | None) -> None:
         self._ready = defer.Deferred()
         argv = [
             sys.executable,
@@ -202,13 +232,6 @@ class TwistdProcess(protocol.ProcessProtocol):
         if env:
             environ.update(env)
         self.transport = reactor.spawnProcess(self, sys.executable, argv, env=environ, path=cwd)
-        try:
-            await withDeadline(self._ready, f"twistd {service} to listen")
-        except Exception:
-            self.kill()
-            await self.wait()
-            raise
-        return self
 
     def port(self, index: int = 0) -> int:
         """

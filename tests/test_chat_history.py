@@ -3,10 +3,11 @@ Tests for L{chatsvc.chat.history}: the SQLite store on a temporary
 directory with the real reactor (its writer is a thread), and the memory
 store.
 
-Batching, ids and C{/history} across a restart, and the faults: a path
-that cannot be opened, a corrupt file, a database locked by another
-process, a store that cannot keep up.  A fault is a L{HistoryError} at
-start or a log line later; the reactor never waits for the disk.
+Batching, ids and C{/history} across a restart, one store per file and
+no stored message ever overwritten, and the faults: a path that cannot
+be opened, a corrupt file, a database locked by another process, a store
+that cannot keep up.  A fault is a L{HistoryError} at start or a log
+line later; the reactor never waits for the disk.
 """
 
 from __future__ import annotations
@@ -162,7 +163,7 @@ class SQLiteTests(SQLiteTestCase):
         class Counting(SQLiteHistory):
             def _write(self, batch):
                 batches.append(len(batch))
-                super()._write(batch)
+                return super()._write(batch)
 
         history = Counting(path, reactor, batchSize=1000)
         history.open()
@@ -213,17 +214,128 @@ class SQLiteTests(SQLiteTestCase):
         await history.stop()
         self.assertIsNone(history._pool)
 
-    async def test_replace(self) -> None:
+    def message(self, id: int, text: str, room: str = "Lobby") -> events.Event:
+        return events.Event(events.MESSAGE, room, "alice", text, id=id, ts=START)
+
+    async def test_neverOverwritten(self) -> None:
         """
-        A message written twice (a retried batch) is kept once.
+        A message whose id is already stored is not written, and says so
+        in one log line naming the room and the id; the stored message is
+        intact, the rest of the batch is written, and the writer goes on.
         """
         path = self.path()
-        history = self.store(path)
-        event = events.Event(events.MESSAGE, "lobby", "a", "x", id=1, ts=START)
-        history.append("lobby", event)
-        history.append("lobby", event)
+        logs = LogCatcher(self)
+        history = self.store(path, flushDelay=0)
+        history.append("lobby", self.message(1, "original"))
+        await waitFor(lambda: rows(path), "the first message to be written")
+        for id, text in [(2, "before"), (1, "impostor"), (3, "after"), (3, "twin")]:
+            history.append("lobby", self.message(id, text))
+        await waitFor(lambda: len(rows(path)) == 3, "the rest of the batch to be written")
+        history.append("lobby", self.message(4, "later"))
         await history.stop()
-        self.assertEqual(len(rows(path)), 1)
+        self.assertEqual(
+            [(r[1], r[5]) for r in rows(path)],
+            [(1, "original"), (2, "before"), (3, "after"), (4, "later")],
+        )
+        refused = logs.having("not stored")
+        self.assertEqual(len(refused), 2, logs.messages)
+        self.assertIn("message 1 of #Lobby", refused[0])
+        self.assertIn("message 3 of #Lobby", refused[1])
+        self.assertIn(path, refused[0])
+        self.assertEqual(logs.having("cannot write"), [])
+        self.assertEqual(logs.having("could not be written"), [])
+
+    async def test_conflictOtherRoom(self) -> None:
+        """
+        Ids are per room: the same id in two rooms is two messages.
+        """
+        path = self.path()
+        history = self.store(path, flushDelay=0)
+        history.append("lobby", self.message(1, "in the lobby"))
+        history.append("dev", self.message(1, "in dev", room="dev"))
+        await history.stop()
+        self.assertEqual([(r[0], r[1]) for r in rows(path)], [("dev", 1), ("lobby", 1)])
+
+
+class SQLiteLockTests(SQLiteTestCase):
+    """
+    One store on a history file at a time: the ids are given out by the
+    server that owns the file, so two would store different messages
+    under the same ids.
+    """
+
+    def assertInUse(self, path: str, shown: str | None = None) -> None:
+        error = self.assertRaises(HistoryError, SQLiteHistory(path, reactor).open)
+        message = str(error)
+        self.assertIn(shown or path, message)
+        self.assertIn("in use by another chatsvc server", message)
+        self.assertIn(f"pid {os.getpid()}", message)
+        self.assertEqual(len(message.splitlines()), 1)
+
+    async def test_secondStoreRefused(self) -> None:
+        """
+        A second store on a file in use refuses to open, naming the file
+        and the process that holds it; the first goes on working, and
+        once it has stopped the file can be opened again.
+        """
+        path = self.path()
+        first = self.store(path, flushDelay=0)
+        self.assertInUse(path)
+        first.append("lobby", events.Event(events.MESSAGE, "lobby", "a", "kept", id=1, ts=START))
+        await first.stop()
+        self.assertEqual([r[5] for r in rows(path)], ["kept"])
+        again = self.store(path)
+        self.assertEqual([lastId for _, lastId, _ in again.load(1)], [1])
+
+    def test_sameFileOtherName(self) -> None:
+        """
+        The file is the same whatever it is called: relative or absolute,
+        through a symbolic link to it or to its directory.
+        """
+        path = self.path()
+        directory, name = os.path.split(path)
+        self.store(path)
+        linked = os.path.join(temporaryDirectory(self), "link.sqlite3")
+        os.symlink(path, linked)
+        linkedDirectory = os.path.join(temporaryDirectory(self), "dir")
+        os.symlink(directory, linkedDirectory)
+        cwd = os.getcwd()
+        os.chdir(directory)
+        self.addCleanup(os.chdir, cwd)
+        for alias in [name, os.path.join(".", name), linked, os.path.join(linkedDirectory, name)]:
+            self.assertInUse(alias)
+
+    def test_otherFileSameDirectory(self) -> None:
+        """
+        Two files in one directory are two stores.
+        """
+        directory = temporaryDirectory(self)
+        self.store(os.path.join(directory, "one.sqlite3"))
+        self.store(os.path.join(directory, "two.sqlite3"))
+
+    def test_lockFileUnusable(self) -> None:
+        """
+        A lock file that cannot be opened (here a directory in its place)
+        is a one-line start-up error naming it.
+        """
+        path = self.path()
+        os.mkdir(path + ".lock")
+        error = self.assertRaises(HistoryError, SQLiteHistory(path, reactor).open)
+        self.assertIn(path + ".lock", str(error))
+        self.assertEqual(len(str(error).splitlines()), 1)
+
+    def test_unusableReleasesLock(self) -> None:
+        """
+        A store that fails to open (a corrupt file) holds no lock: once
+        the file is fixed, the next one opens.
+        """
+        path = self.path()
+        with open(path, "wb") as f:
+            f.write(b"this is not a database, " * 100)
+        broken = SQLiteHistory(path, reactor)
+        self.assertRaises(HistoryError, broken.open)
+        os.remove(path)
+        self.store(path)
 
 
 class SQLiteFaultTests(SQLiteTestCase):

@@ -4,8 +4,8 @@ C{twistd -n chat} as a user runs it: real subprocesses on loopback ports.
 A restart keeps the history (ids go on, /history shows the messages);
 SIGTERM in the middle of traffic gives every client a last line, exits 0
 without a traceback, and leaves every delivered message in the history;
-a port in use, bad flags and an unusable history path are one-line
-errors with the right exit status.
+a port in use, bad flags, an unusable history path and a history file
+another server uses are one-line errors with the right exit status.
 """
 
 from __future__ import annotations
@@ -85,6 +85,17 @@ class TwistdTestCase(TestCase):
     def assertClean(self, server: TwistdProcess) -> None:
         self.assertNotIn(b"Traceback", bytes(server.output))
         self.assertNotIn(b"Unhandled", bytes(server.output))
+
+    def assertOneErrorLine(self, out: bytes, err: bytes, *words: bytes) -> None:
+        """
+        Standard error holds exactly one line, with C{words}; no traceback
+        anywhere (the log on standard output may repeat the line).
+        """
+        self.assertNotIn(b"Traceback", out + err)
+        lines = err.splitlines()
+        self.assertEqual(len(lines), 1, err)
+        for word in words:
+            self.assertIn(word, lines[0])
 
 
 class RestartTests(TwistdTestCase):
@@ -254,17 +265,6 @@ class StartErrorTests(TwistdTestCase):
     async def twistd(self, *args: str) -> tuple[int, bytes, bytes]:
         return await runProcess([*TWISTD, "chat", *args], cwd=self.cwd)
 
-    def assertOneErrorLine(self, out: bytes, err: bytes, *words: bytes) -> None:
-        """
-        Standard error holds exactly one line, with C{words}; no traceback
-        anywhere (the log on standard output may repeat the line).
-        """
-        self.assertNotIn(b"Traceback", out + err)
-        lines = err.splitlines()
-        self.assertEqual(len(lines), 1, err)
-        for word in words:
-            self.assertIn(word, lines[0])
-
     async def test_portInUse(self) -> None:
         """
         A port in use: one line, non-zero exit, no traceback, and no hang
@@ -336,6 +336,93 @@ class StartErrorTests(TwistdTestCase):
             b"--idle-timeout",
         ]:
             self.assertIn(flag, out)
+
+
+class SharedHistoryTests(TwistdTestCase):
+    """
+    One history file, one server: ids are given out by the server that
+    owns the file, so a second one on the same file would store other
+    messages under the same ids.
+    """
+
+    async def assertInUse(self, *args: str, path: str) -> None:
+        """
+        A server started with C{args} refuses: one line naming the history
+        file, exit status 1, no traceback, never listening.
+        """
+        second = await TwistdProcess.startOrEnd("chat", *LOOPBACK, *args, cwd=self.cwd)
+        if second.exitCode is None:
+            await second.stop()
+            self.fail(f"a second server started on {path}")
+        out = bytes(second.output)
+        self.assertEqual(second.exitCode, 1, out)
+        self.assertOneErrorLine(
+            out, bytes(second.stderr), b"history file", path.encode(), b"in use"
+        )
+        self.assertNotIn(b"listening on", out)
+
+    async def test_secondServerRefused(self) -> None:
+        """
+        A second server on a history file in use refuses to start in one
+        line; the first goes on serving, and the file holds exactly what
+        was said to it.
+        """
+        path = os.path.join(self.cwd, "history.sqlite3")
+        server = await self.start("--history", path)
+        alice = await self.client(server, "alice")
+        alice.sendLine("before")
+        alice.sendLine("/history 1")
+        self.assertTrue((await alice.readText()).endswith("#lobby alice: before"))
+        await alice.readLine()  # end of history
+        await self.assertInUse("--history", path, path=path)
+        await self.assertInUse("--history", "history.sqlite3", path="history.sqlite3")
+        bob = await self.client(server, "bob")
+        self.assertTrue((await alice.readText()).endswith("#lobby bob joined"))
+        bob.sendLine("after")
+        self.assertTrue((await alice.readText()).endswith("#lobby bob: after"))
+        await alice.close()
+        await bob.close()
+        self.assertEqual(await server.stop(), 0)
+        self.assertClean(server)
+        self.assertEqual(
+            messages(path), [("lobby", 1, "alice", "before"), ("lobby", 2, "bob", "after")]
+        )
+
+    async def test_killedServerReleases(self) -> None:
+        """
+        The lock ends with the process, however it ends: after a server
+        killed with SIGKILL (no stop; its lock file is left behind) the
+        next one starts on the same file, with what was written before.
+        """
+        path = os.path.join(self.cwd, "history.sqlite3")
+        server = await self.start("--history", path)
+        alice = await self.client(server, "alice")
+        alice.sendLine("kept")
+        await waitFor(lambda: messages(path), "the message to be written")
+        server.kill()
+        await server.wait()
+        self.assertTrue(os.path.exists(path + ".lock"))
+        server = await self.start("--history", path)
+        alice = await self.client(server, "alice")
+        alice.sendLine("/history 1")
+        self.assertTrue((await alice.readText()).endswith("#lobby alice: kept"))
+
+    async def test_sameDirectoryTwice(self) -> None:
+        """
+        Two chat servers started in one directory need two history files:
+        the second with the default file refuses; with its own
+        C{--history} file, or C{:memory:}, it runs beside the first.
+        """
+        first = await self.start()
+        await self.assertInUse(path="chatsvc-history.sqlite3")
+        second = await self.start("--history", "other.sqlite3")
+        third = await self.start("--history", ":memory:")
+        fourth = await self.start("--history", ":memory:")
+        for server in (first, second, third, fourth):
+            await self.client(server, "alice")
+        for server in (first, second, third, fourth):
+            self.assertEqual(await server.stop(), 0)
+            self.assertClean(server)
 
 
 class LimitTests(TwistdTestCase):

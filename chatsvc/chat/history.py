@@ -15,10 +15,19 @@ to one writer thread of its own, in batches: the fan-out only appends to
 a list, and one transaction a batch keeps the disk cost per message
 small.  A failing disk (locked, read-only, full) is logged once per
 outage and the batch is tried again later; what waits is bounded.
+
+One server owns a history file: message ids are given out from what it
+loaded at start, so a second server on the same file would store other
+messages under the same ids.  The store therefore holds an exclusive
+lock on C{PATH.lock} from start to stop (L{HistoryInUse} for a second
+one), and a stored message is never overwritten: a row whose id is taken
+is not written, and that is logged.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 from collections import deque
 
@@ -38,6 +47,80 @@ class HistoryError(Exception):
     """
     The history store cannot be used; the message says why, in one line.
     """
+
+
+class HistoryInUse(HistoryError):
+    """
+    Another store (another server) holds the history file.
+    """
+
+
+def _lockPath(path: str) -> str:
+    """
+    The lock file of a history file: beside the file itself, with links
+    resolved, so that every name of one file (relative, absolute, through
+    a symbolic link) has the same lock.
+    """
+    return os.path.realpath(path) + ".lock"
+
+
+def _lock(path: str) -> int:
+    """
+    Take the exclusive lock of history file C{path} and write our pid into
+    the lock file (for the message a second server gives).
+
+    C{flock} on a lock file of our own, not any lock on the database:
+    SQLite takes POSIX locks on the database file, and a POSIX lock of
+    ours there would merge with SQLite's, and closing a descriptor of
+    ours would drop them.  A C{flock} lock belongs to its open file, so
+    the kernel drops it however the process ends; the file is never
+    removed (removing a lock file races with the next one to open it).
+
+    @return: the descriptor that holds the lock (close it to release).
+    @raise HistoryInUse: another process holds the lock.
+    @raise HistoryError: the lock file cannot be opened.
+    """
+    lockPath = _lockPath(path)
+    try:
+        fd = os.open(lockPath, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise HistoryError(
+            f"cannot use history file {path}: cannot open {lockPath}: {e.strerror}"
+        ) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise HistoryInUse(
+            f"the history file {path} is in use by another chatsvc server{holder}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, b"%d\n" % os.getpid())
+    return fd
+
+
+def _holder(fd: int) -> str:
+    """
+    C{" (pid N)"} from a lock file its holder wrote, or nothing when it
+    has not yet written it.
+    """
+    try:
+        pid = int(os.pread(fd, 32, 0))
+    except (OSError, ValueError):
+        return ""
+    return f" (pid {pid})"
+
+
+def _unlock(fd: int) -> None:
+    """
+    Release a lock taken by L{_lock}, emptying the file first so that no
+    stale pid is shown to whoever takes it next.
+    """
+    try:
+        os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
 
 
 class MemoryHistory:
@@ -84,8 +167,10 @@ CREATE TABLE IF NOT EXISTS messages (
 ) WITHOUT ROWID;
 """
 
+#: A plain INSERT: a row whose (room, id) is taken is an error, never a
+#: replacement of the stored message.
 _INSERT = (
-    "INSERT OR REPLACE INTO messages (room, id, room_name, kind, sender, text, ts) "
+    "INSERT INTO messages (room, id, room_name, kind, sender, text, ts) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
@@ -133,19 +218,37 @@ class SQLiteHistory:
         self._stopped = False
         self._pool: ThreadPool | None = None
         self._writer: sqlite3.Connection | None = None
+        self._lock: int | None = None
 
     # -- start ---------------------------------------------------------
 
     def open(self) -> None:
         """
-        Open (or create) the database now, at start, so that a store that
-        cannot be used is a clear error before the server listens.
+        Lock and open (or create) the database now, at start, so that a
+        store that cannot be used, or is used by another server, is a
+        clear error before the server listens.  The lock is held until
+        L{stop}, or until the process ends.
 
         The writer thread is only started by the first write: a start that
         fails after this (the port is in use) must not leave a thread
         behind that keeps the process from exiting.
 
+        @raise HistoryInUse: another server uses the file.
         @raise HistoryError: it cannot be used.
+        """
+        if os.path.isdir(self.path):
+            # Checked first: its lock file would land beside the directory.
+            raise HistoryError(f"cannot use history file {self.path}: it is a directory")
+        self._lock = _lock(self.path)
+        try:
+            self._check()
+        except BaseException:
+            self._release()
+            raise
+
+    def _check(self) -> None:
+        """
+        Create the schema if needed and read the table once.
         """
         try:
             connection = _connect(self.path, timeout=self.timeout)
@@ -157,6 +260,11 @@ class SQLiteHistory:
                 connection.close()
         except sqlite3.Error as e:
             raise HistoryError(f"cannot use history file {self.path}: {e}") from e
+
+    def _release(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            _unlock(lock)
 
     def load(self, limit: int):
         """
@@ -230,27 +338,55 @@ class SQLiteHistory:
         self._writing = d
         d.addCallbacks(self._written, self._writeFailed, errbackArgs=(batch,))
 
-    def _write(self, batch: list[tuple]) -> None:
-        # Runs on the writer thread only.
+    def _write(self, batch: list[tuple]) -> list[tuple[tuple, str]]:
+        """
+        Write C{batch} in one transaction; runs on the writer thread only.
+
+        A row whose id is taken makes the whole C{executemany} fail, so
+        the batch is then written again row by row: every other row is
+        stored, and the refused ones are returned, to be logged on the
+        reactor thread (L{_written}).
+
+        @return: the rows not stored, each with why.
+        """
         if self._writer is None:
             self._writer = _connect(self.path, timeout=self.timeout)
         connection = self._writer
         try:
             connection.execute("BEGIN")
-            connection.executemany(_INSERT, batch)
+            try:
+                connection.executemany(_INSERT, batch)
+                refused = []
+            except sqlite3.IntegrityError:
+                connection.execute("ROLLBACK")
+                connection.execute("BEGIN")
+                refused = _insertEach(connection, batch)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
+        return refused
 
-    def _written(self, _) -> None:
+    def _written(self, refused: list[tuple[tuple, str]]) -> None:
         self._writing = None
+        for row, why in refused:
+            self._logRefused(row, why)
         if self._failing:
             self._failing = False
             log.info("history: writing to {path} works again", path=self.path)
         if self._pending:
             self._flush() if self._stopped else self._schedule(0)
+
+    def _logRefused(self, row: tuple, why: str) -> None:
+        if "UNIQUE" in why:
+            why = f"{self.path} already holds a message with that id, and keeps it"
+        log.error(
+            "history: message {id} of #{room} not stored: {why}",
+            id=row[1],
+            room=row[2],
+            why=why,
+        )
 
     def _writeFailed(self, failure, batch) -> None:
         self._writing = None
@@ -309,13 +445,32 @@ class SQLiteHistory:
                 count=len(self._pending),
                 path=self.path,
             )
-        if self._pool is not None:
-            if self._writer is not None:
-                yield threads.deferToThreadPool(self.reactor, self._pool, self._closeWriter)
-            self._pool.stop()
-            self._pool = None
+        try:
+            if self._pool is not None:
+                if self._writer is not None:
+                    yield threads.deferToThreadPool(self.reactor, self._pool, self._closeWriter)
+                self._pool.stop()
+                self._pool = None
+        finally:
+            self._release()
 
     def _closeWriter(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _insertEach(connection: sqlite3.Connection, batch: list[tuple]) -> list[tuple[tuple, str]]:
+    """
+    Insert the rows one by one in the open transaction: a failed INSERT
+    undoes only itself, so every row that can be stored is.
+
+    @return: the rows refused (their id is taken), each with SQLite's why.
+    """
+    refused = []
+    for row in batch:
+        try:
+            connection.execute(_INSERT, row)
+        except sqlite3.IntegrityError as e:
+            refused.append((row, str(e)))
+    return refused

@@ -3,11 +3,12 @@ C{twistd chat}: the options and the service tree of the chat server.
 
 The tree is a L{ChatService} (a C{MultiService}) that owns the history
 store and the hub, with one listener per protocol (the native line
-protocol now; gateways later).  Starting opens the history before
-anything listens, so a store that cannot be used is a one-line error and
-exit status 1; stopping stops listening, says goodbye to everyone, waits
-a short grace, then writes out the history, and a stop on SIGTERM exits
-with status 0 (L{ExitCleanly}).
+protocol now; gateways later).  Starting opens and locks the history
+before anything listens, so a store that cannot be used, or that another
+chat server uses, is a one-line error and exit status 1; stopping stops
+listening, says goodbye to everyone, waits a short grace, then writes out
+the history (and releases its lock), and a stop on SIGTERM exits with
+status 0 (L{ExitCleanly}).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from chatsvc.chat.history import HistoryError, MemoryHistory, SQLiteHistory
+from chatsvc.chat.history import HistoryError, HistoryInUse, MemoryHistory, SQLiteHistory
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
 from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit, startupError
@@ -49,8 +50,9 @@ class Options(ServiceOptions):
             "history",
             None,
             DEFAULT_HISTORY,
-            "History file (SQLite), created if missing; ':memory:' keeps history in "
-            "memory only (lost on restart).",
+            "History file (SQLite), created if missing; one server per file (it is "
+            "locked through PATH.lock while the server runs). ':memory:' keeps history "
+            "in memory only (lost on restart).",
         ],
         [
             "replay",
@@ -118,6 +120,9 @@ class ChatService(service.MultiService):
             if hasattr(self.history, "open"):
                 self.history.open()
             self.hub.restore()
+        except HistoryInUse as e:
+            startupError(f"twistd chat: {e}; give each chat server its own --history file")
+            raise SystemExit(1) from None
         except HistoryError as e:
             startupError(f"twistd chat: {e}")
             raise SystemExit(1) from None
