@@ -145,13 +145,19 @@ class SQLiteTests(SQLiteTestCase):
 
     async def test_writtenWhileRunning(self) -> None:
         """
-        Messages reach the disk soon, without a stop.
+        Messages reach the disk soon, without a stop: another connection
+        reads the whole message while the store still runs.
         """
         path = self.path()
         history = self.store(path, flushDelay=0.01)
         hub, alice = self.hub(history)
-        self.say(hub, alice, "lobby", "hello")
-        await waitFor(lambda: len(rows(path)) == 1, "the message to be written")
+        self.say(hub, alice, "Lobby", "hello")
+        await waitFor(lambda: rows(path), "the message to be written")
+        self.assertEqual(rows(path), [("lobby", 1, "Lobby", "message", "alice", "hello", START)])
+        self.assertFalse(history._stopped)
+        self.say(hub, alice, "Lobby", "again")
+        await waitFor(lambda: len(rows(path)) == 2, "the next message to be written")
+        self.assertEqual(rows(path)[1][4:6], ("alice", "again"))
 
     async def test_batches(self) -> None:
         """
