@@ -30,7 +30,7 @@ from twisted.python import threadpool, usage
 from chatsvc import listing
 from chatsvc.lineproto import LineFactory, LineProtocol
 from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit
-from chatsvc.options import ServiceOptions, integer
+from chatsvc.options import DEFAULT_PORT, ServiceOptions, integer
 
 log = Logger()
 
@@ -270,6 +270,22 @@ class Options(ServiceOptions):
     """
 
     command = "cmdserv"
+    synopsis = "[options]"
+    longdesc = (
+        "The command service: date, os, ls [DIR], ip and help; any other line is "
+        "echoed back with a timestamp. ls shows the served directory to whoever can "
+        "connect, so cmdserv listens on loopback only unless --port names an "
+        "interface (tcp:21567:interface=0.0.0.0 for every IPv4 interface), and then "
+        "logs a warning. A unix: socket is local too."
+    )
+
+    loopbackOnly = True
+    portDefault = f"tcp:{DEFAULT_PORT}:interface=127.0.0.1"
+    portHelp = (
+        "Port number or endpoint description to listen on. Loopback only "
+        "(127.0.0.1, ::1 for tcp6:) unless it names an interface, "
+        "e.g. tcp:21567:interface=0.0.0.0 (logged as a warning), ssl:..., unix:/path."
+    )
 
     optParameters = [
         [
@@ -335,6 +351,17 @@ class CommandService(service.MultiService):
         return d
 
 
+def exposureWarning(root: str) -> str:
+    """
+    Why cmdserv should stay on loopback, for the warning logged when it
+    does not (L{ListenService}'s C{localOnly}).
+    """
+    return (
+        f"anyone who can connect can list {root} (dotfiles included); "
+        "name interface=127.0.0.1 in --port to keep it on this host"
+    )
+
+
 def makeService(options) -> service.MultiService:
     """
     The listing pool and the listener, under one L{CommandService}; a
@@ -355,8 +382,14 @@ def makeService(options) -> service.MultiService:
     )
     lister.setServiceParent(top)
     factory = CommandFactory(lister, options["limits"], reactor)
+    root = os.fsdecode(options["root"])
     ListenService(
-        options["port"], factory, "cmdserv", reactor, notice=SHUTDOWN_NOTICE
+        options["port"],
+        factory,
+        "cmdserv",
+        reactor,
+        notice=SHUTDOWN_NOTICE,
+        localOnly=exposureWarning(root),
     ).setServiceParent(top)
-    log.info("cmdserv serving {root}", root=os.fsdecode(options["root"]))
+    log.info("cmdserv serving {root}", root=root)
     return top

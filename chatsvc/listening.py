@@ -3,37 +3,108 @@ Listening on an endpoint description the way a user expects of a server.
 
 L{ListenService} binds in C{privilegedStartService} (before twistd drops
 privileges), and a port that cannot be bound (in use, no permission) is
-one line on standard error and exit status 1, not a traceback.  On stop
-it stops listening first, then closes its connections with a notice
-(L{chatsvc.lineproto.LineFactory.closeAll}).
+one line on standard error and exit status 1, not a traceback.  Once
+bound it logs where, as the port really is (C{tls [::]:21567}), and, for
+a service meant for this host only, warns when it is reachable beyond
+loopback.  On stop it stops listening first, then closes its connections
+with a notice (L{chatsvc.lineproto.LineFactory.closeAll}).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import resource
 import sys
 
 from twisted.application import service
 from twisted.internet import defer, endpoints
+from twisted.internet.address import UNIXAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chatsvc.options import splitDescription
+
 log = Logger()
 
+#: Listen backlog given to TCP and TLS descriptions that name none: with
+#: Twisted's 50, 2,000 simultaneous connects left 1,456 unanswered for
+#: 3 s; 1024 answered all (README, "Limits and defaults").
+DEFAULT_BACKLOG = 1024
 
-def describeAddress(address) -> str:
+#: Where Twisted's server endpoint parsers take C{backlog} as a positional
+#: argument (after the port), as in L{chatsvc.options.namesInterface}.
+_BACKLOG_POSITION = {"tcp": 2, "tcp6": 1, "ssl": 5}
+
+#: What the C{listening on} line calls the transport of each kind of
+#: description: an C{ssl:} port's address says C{TCP}, but it speaks TLS.
+_TRANSPORTS = {"tcp": "tcp", "tcp6": "tcp", "ssl": "tls", "unix": "unix"}
+
+
+def withBacklog(description: str, backlog: int = DEFAULT_BACKLOG) -> str:
     """
-    A listening address as a person would write it.
+    C{description} with a listen backlog of C{backlog} when it is a
+    C{tcp:}, C{tcp6:} or C{ssl:} description that names none, so a burst
+    of connects is answered rather than dropped.  Only what is handed to
+    Twisted carries it: messages show the description as the user wrote it.
+    """
+    kind, args, kwargs = splitDescription(description)
+    position = _BACKLOG_POSITION.get(kind)
+    if position is None or "backlog" in kwargs or len(args) > position:
+        return description
+    return f"{description}:backlog={backlog}"
+
+
+def transportOf(description: str) -> str | None:
+    """
+    What an endpoint description listens with (C{tcp}, C{tls}, C{unix}),
+    or L{None} for kinds we do not know (the address then tells).
+    """
+    return _TRANSPORTS.get(splitDescription(description)[0])
+
+
+def describeAddress(address, transport: str | None = None) -> str:
+    """
+    A listening address as a person would write it: C{tcp 127.0.0.1:80},
+    C{tls [::]:443}, C{unix /tmp/s}.
+
+    @param transport: what listens there, when the address cannot say (a
+        TLS port's address is a C{TCP} one); by default the address type.
     """
     host = getattr(address, "host", None)
     port = getattr(address, "port", None)
     if host is not None and port is not None:
-        kind = getattr(address, "type", "TCP").lower()
+        kind = transport or getattr(address, "type", "TCP").lower()
+        if ":" in host:
+            host = f"[{host}]"
         return f"{kind} {host}:{port}"
     name = getattr(address, "name", None)
     if name is not None:
-        return f"unix {name.decode() if isinstance(name, bytes) else name}"
+        return f"{transport or 'unix'} {name.decode() if isinstance(name, bytes) else name}"
     return str(address)
+
+
+def isLocal(address) -> bool | None:
+    """
+    Whether only this host can reach a listening C{address}: a loopback
+    IP address or a UNIX socket.  C{0.0.0.0} and C{::} are every
+    interface, so not local.
+
+    @return: L{None} when the address does not tell (an endpoint of a kind
+        we do not know).
+    """
+    if isinstance(address, UNIXAddress):
+        return True
+    host = getattr(address, "host", None)
+    if not isinstance(host, str):
+        return None
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
 
 
 def raiseFileLimit(wanted: int = 65536) -> int:
@@ -59,29 +130,42 @@ def startupError(line: str) -> None:
     Report why the service cannot start, in one line, where a person
     running it looks: on the real standard error (twistd has already
     pointed C{sys.stderr} into its log when services start, so with
-    C{-n} it would land on standard output with a timestamp), and in the
-    log too (where a daemon's output goes).
+    C{-n} it would land on standard output with a timestamp).  Only when
+    that goes nowhere (a daemon's standard error is C{/dev/null}) is the
+    line logged instead, so a foreground run shows it once, not twice.
     """
     real = sys.__stderr__
-    if real is not None:
+    if real is not None and not _goesNowhere(real):
         try:
             real.write(line + "\n")
             real.flush()
+            return
         except (OSError, ValueError):
             pass
-    if sys.stderr is not real:
-        log.error("{line}", line=line)
+    log.error("{line}", line=line)
 
 
-def announceListening(reactor, label: str, address) -> None:
+def _goesNowhere(stream) -> bool:
     """
-    Log C{LABEL listening on KIND HOST:PORT} once the reactor runs: by then
-    twistd's signal handlers are in place, so whoever waits for this line
-    (a supervisor, a test) may send SIGTERM at once and get a clean stop.
+    Whether C{stream} is C{/dev/null}.  A stream without a file descriptor
+    (a test's C{StringIO}) is somewhere.
     """
-    reactor.callWhenRunning(
-        log.info, "{label} listening on {address}", label=label, address=describeAddress(address)
-    )
+    try:
+        there = os.fstat(stream.fileno())
+        null = os.stat(os.devnull)
+    except (OSError, ValueError):
+        return False
+    return (there.st_dev, there.st_ino) == (null.st_dev, null.st_ino)
+
+
+def announceListening(reactor, label: str, where: str) -> None:
+    """
+    Log C{LABEL listening on WHERE} (L{describeAddress}) once the reactor
+    runs: by then twistd's signal handlers are in place, so whoever waits
+    for this line (a supervisor, a test) may send SIGTERM at once and get
+    a clean stop.
+    """
+    reactor.callWhenRunning(log.info, "{label} listening on {address}", label=label, address=where)
 
 
 class PortService(service.Service):
@@ -112,10 +196,16 @@ class PortService(service.Service):
         """
         raise NotImplementedError()
 
+    def where(self) -> str:
+        """
+        Where the bound port listens, for the log (L{describeAddress}).
+        """
+        return describeAddress(self.port.getHost())
+
     def privilegedStartService(self) -> None:
         service.Service.privilegedStartService(self)
         self.port = self.bind()
-        announceListening(self._reactor(), self.label, self.port.getHost())
+        announceListening(self._reactor(), self.label, self.where())
 
     def startService(self) -> None:
         if self.port is None:
@@ -133,20 +223,59 @@ class ListenService(PortService):
     Listen on one endpoint description with one factory.
 
     @ivar port: the C{IListeningPort} once listening.
+    @ivar backlog: the listen backlog given to a description that names
+        none (L{withBacklog}).
+    @ivar localOnly: for a service meant for this host only, why: once
+        bound beyond loopback (or where the address cannot tell), a
+        warning naming the address and this reason is logged.
     """
 
     def __init__(
-        self, description: str, factory, label: str, reactor=None, notice: str | None = None
+        self,
+        description: str,
+        factory,
+        label: str,
+        reactor=None,
+        notice: str | None = None,
+        backlog: int = DEFAULT_BACKLOG,
+        localOnly: str | None = None,
     ) -> None:
         self.description = description
         self.factory = factory
         self.label = label
         self.notice = notice
         self.reactor = reactor
+        self.backlog = backlog
+        self.localOnly = localOnly
         self.grace: float | None = None
 
+    def where(self) -> str:
+        return describeAddress(self.port.getHost(), transportOf(self.description))
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        if self.localOnly is not None:
+            self._warnIfReachable()
+
+    def _warnIfReachable(self) -> None:
+        local = isLocal(self.port.getHost())
+        if local:
+            return
+        if local is False:
+            reach = "is reachable beyond loopback"
+        else:
+            reach = "may be reachable beyond loopback (its address does not say)"
+        log.warn(
+            "{label} {reach} on {address}: {why}",
+            label=self.label,
+            reach=reach,
+            address=self.where(),
+            why=self.localOnly,
+        )
+
     def bind(self):
-        endpoint = endpoints.serverFromString(self._reactor(), self.description)
+        description = withBacklog(self.description, self.backlog)
+        endpoint = endpoints.serverFromString(self._reactor(), description)
         outcome = []
         endpoint.listen(self.factory).addBoth(outcome.append)
         if not outcome:  # an endpoint that listens later: report failures then

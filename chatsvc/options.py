@@ -18,14 +18,67 @@ from chatsvc.lineproto import Limits
 DEFAULT_PORT = 21567
 
 
-def portDescription(flag: str, value: str, backlog: int = 1024) -> str:
+def splitDescription(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """
+    Split an endpoint description into its kind, positional arguments and
+    keyword arguments, honouring backslash escapes as Twisted does
+    (C{tcp6:21567:interface=\\:\\:1}).
+    """
+    parts: list[str] = []
+    current: list[str] = []
+    escaped = False
+    for ch in description:
+        if escaped:
+            current.append(ch)
+            escaped = False
+        elif ch == "\\":
+            escaped = True
+        elif ch == ":":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    kind, args, kwargs = parts[0].lower(), [], {}
+    for part in parts[1:]:
+        name, equals, value = part.partition("=")
+        if equals:
+            kwargs[name] = value
+        else:
+            args.append(part)
+    return kind, args, kwargs
+
+
+#: Where Twisted's server endpoint parsers take C{interface} as a
+#: positional argument (after the port): C{tcp:PORT:INTERFACE:BACKLOG},
+#: C{tcp6:PORT:BACKLOG:INTERFACE}, C{ssl:PORT:KEY:CERT:METHOD:INTERFACE}.
+_INTERFACE_POSITION = {"tcp": 1, "tcp6": 2, "ssl": 4}
+
+#: The loopback interface a description of that kind gets when it names none.
+_LOOPBACK = {"tcp": "127.0.0.1", "tcp6": "\\:\\:1", "ssl": "127.0.0.1"}
+
+
+def namesInterface(description: str) -> bool:
+    """
+    Whether a C{tcp:}, C{tcp6:} or C{ssl:} description says which
+    interface to bind, by keyword or by position.
+    """
+    kind, args, kwargs = splitDescription(description)
+    position = _INTERFACE_POSITION.get(kind)
+    return "interface" in kwargs or (position is not None and len(args) > position)
+
+
+def portDescription(flag: str, value: str, loopback: bool = False) -> str:
     """
     Turn a C{--port}-style value into a server endpoint description.
 
     A bare number becomes C{tcp:N} (C{serverFromString} does not accept a
-    bare number); TCP and TLS descriptions get a listen backlog of
-    C{backlog} unless they name one, so a burst of connects is answered
-    rather than dropped (Twisted's default is 50).
+    bare number).  With C{loopback}, a C{tcp:}, C{tcp6:} or C{ssl:}
+    description that names no interface binds loopback (C{127.0.0.1}, or
+    C{::1} for C{tcp6:}), for a service that should not be reachable from
+    the network unless the user says so.  The result is what the user
+    asked for, and what error messages show; the listen backlog is added
+    only when listening (L{chatsvc.listening.withBacklog}).
     """
     value = value.strip()
     if not value:
@@ -35,9 +88,9 @@ def portDescription(flag: str, value: str, backlog: int = 1024) -> str:
         if not 0 <= port <= 65535:
             raise usage.UsageError(f"{flag}: port {value} is out of range 0-65535")
         value = f"tcp:{port}"
-    kind = value.split(":", 1)[0].lower()
-    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in value:
-        value += f":backlog={backlog}"
+    kind = splitDescription(value)[0]
+    if loopback and kind in _LOOPBACK and not namesInterface(value):
+        value += f":interface={_LOOPBACK[kind]}"
     _checkEndpoint(flag, value)
     return value
 
@@ -99,14 +152,21 @@ class ServiceOptions(usage.Options):
 
     command = "chatsvc"
 
+    #: Whether a C{--port} that names no interface binds loopback only
+    #: (L{portDescription}); C{portDefault} and C{portHelp} should say so.
+    loopbackOnly = False
+
+    #: The C{--port} default, as C{--help} shows it.
+    portDefault = str(DEFAULT_PORT)
+
+    #: The C{--port} help text.
+    portHelp = (
+        "Port number or endpoint description to listen on, on every interface "
+        "unless it names one (e.g. 21567, tcp:21567:interface=127.0.0.1, ssl:..., unix:/path)."
+    )
+
     optParameters = [
-        [
-            "port",
-            "p",
-            str(DEFAULT_PORT),
-            "Port number or endpoint description to listen on "
-            "(e.g. 21567, tcp:21567:interface=127.0.0.1, ssl:..., unix:/path).",
-        ],
+        ["port", "p", None, "(set from portDefault and portHelp)"],
         [
             "max-line",
             None,
@@ -139,6 +199,11 @@ class ServiceOptions(usage.Options):
         ["limit-loopback", None, "Apply --max-per-address to loopback clients too."],
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        self["port"] = self.defaults["port"] = self.portDefault
+        self.docs["port"] = self.portHelp
+
     def parseOptions(self, options=None):
         try:
             super().parseOptions(options)
@@ -153,7 +218,7 @@ class ServiceOptions(usage.Options):
             raise SystemExit(2) from None
 
     def postOptions(self) -> None:
-        self["port"] = portDescription("--port", self["port"])
+        self["port"] = portDescription("--port", self["port"], self.loopbackOnly)
         self["limits"] = Limits(
             maxLine=integer("--max-line", self["max-line"], 16, 1024 * 1024),
             maxClients=integer("--max-clients", self["max-clients"]),

@@ -19,7 +19,7 @@ from twisted.python import usage
 
 from chatsvc.lineproto import LineFactory, LineProtocol
 from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit
-from chatsvc.options import ServiceOptions, integer, portDescription
+from chatsvc.options import ServiceOptions, integer, portDescription, splitDescription
 from chatsvc.stamps import daytime, rfc868, stamp
 from chatsvc.udpservices import (
     DatagramGuard,
@@ -29,7 +29,6 @@ from chatsvc.udpservices import (
     TimeDatagramProtocol,
     UDPLimits,
     interfaceOf,
-    splitDescription,
     udpTwinOf,
 )
 

@@ -39,6 +39,7 @@ from twisted.logger import Logger
 
 from chatsvc.lineproto import addressKey
 from chatsvc.listening import PortService, startupError
+from chatsvc.options import splitDescription
 from chatsvc.ratelimit import BucketTable, TokenBucket
 from chatsvc.stamps import daytime, looksLikeReply, rfc868, stamp
 from chatsvc.text import decodeLine
@@ -341,37 +342,6 @@ class DatagramListenService(PortService):
             where = f"{self.interface or '*'}:{self.portNumber}"
             startupError(f"{self.label}: cannot listen on udp {where}: {why}")
             raise SystemExit(1) from None
-
-
-def splitDescription(description: str) -> tuple[str, list[str], dict[str, str]]:
-    """
-    Split an endpoint description into its kind, positional arguments and
-    keyword arguments, honouring backslash escapes as Twisted does
-    (C{tcp6:21567:interface=\\:\\:1}).
-    """
-    parts: list[str] = []
-    current: list[str] = []
-    escaped = False
-    for ch in description:
-        if escaped:
-            current.append(ch)
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == ":":
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    kind, args, kwargs = parts[0].lower(), [], {}
-    for part in parts[1:]:
-        name, equals, value = part.partition("=")
-        if equals:
-            kwargs[name] = value
-        else:
-            args.append(part)
-    return kind, args, kwargs
 
 
 def interfaceOf(description: str) -> str:

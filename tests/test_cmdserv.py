@@ -24,6 +24,7 @@ from chatsvc import cmdserv, listing
 from chatsvc.lineproto import Limits
 from chatsvc.listening import ListenService
 from tests.support import DEADLINE, TwistdProcess, connect, runProcess, waitFor, withDeadline
+from tests.test_lineproto import selfSignedPEM
 from tests.test_listing import TRAVERSALS, TREE_LISTING, bigDirectory, makeTree, tempDir
 from tests.test_tsserv import (
     CAPPED,
@@ -455,7 +456,31 @@ class OptionsTests(unittest.SynchronousTestCase):
         self.assertEqual(options["max-entries"], 1000)
         self.assertEqual(options["max-scan"], 1_000_000)
         self.assertEqual(options["list-threads"], 2)
-        self.assertEqual(options["port"], "tcp:21567:backlog=1024")
+        self.assertEqual(options["port"], "tcp:21567:interface=127.0.0.1")
+
+    def test_loopbackUnlessNamed(self) -> None:
+        """
+        cmdserv shows the host's files: a C{--port} that names no interface
+        binds loopback; one that names an interface is taken as given.
+        """
+        for value, expected in [
+            ("2000", "tcp:2000:interface=127.0.0.1"),
+            ("tcp:2000", "tcp:2000:interface=127.0.0.1"),
+            ("tcp6:2000", "tcp6:2000:interface=\\:\\:1"),
+            ("tcp:2000:interface=0.0.0.0", "tcp:2000:interface=0.0.0.0"),
+            ("unix:/tmp/cmdserv.sock", "unix:/tmp/cmdserv.sock"),
+        ]:
+            self.assertEqual(self.parse("--port", value)["port"], expected, value)
+
+    def test_helpSaysLoopback(self) -> None:
+        """
+        C{--help} tells that cmdserv listens on loopback unless told
+        otherwise, and how to tell it.
+        """
+        text = " ".join(cmdserv.Options().getUsage(width=2000).split())
+        self.assertIn("[default: tcp:21567:interface=127.0.0.1]", text)
+        self.assertIn("Loopback only (127.0.0.1, ::1 for tcp6:) unless it names an interface", text)
+        self.assertIn("listens on loopback only unless --port names an interface", text)
 
     def test_values(self) -> None:
         base = tempDir(self)
@@ -865,24 +890,108 @@ class TwistdTests(unittest.TestCase):
 
     async def test_portInUse(self) -> None:
         """
-        A port already in use: one line on standard error, exit 1, no
-        traceback.
+        A port already in use, given as a number or a description: one
+        line on standard error naming the port as the user gave it (no
+        backlog the user never typed), no copy of it in the log on
+        standard output, exit 1, no traceback.
         """
         taken = reactor.listenTCP(0, protocol.Factory(), interface="127.0.0.1")
         self.addCleanup(taken.stopListening)
         port = taken.getHost().port
-        code, out, err = await runProcess(
-            [*TWISTD, "cmdserv", "--port", f"tcp:{port}:interface=127.0.0.1"], cwd=self.cwd
+        for given, shown in [
+            (str(port), f"tcp:{port}:interface=127.0.0.1"),
+            (f"tcp:{port}:interface=127.0.0.1", f"tcp:{port}:interface=127.0.0.1"),
+        ]:
+            code, out, err = await runProcess([*TWISTD, "cmdserv", "--port", given], cwd=self.cwd)
+            self.assertEqual(code, 1, (given, out, err))
+            self.assertNotIn(b"Traceback", out + err)
+            self.assertEqual(
+                err.decode().splitlines(),
+                [f"cmdserv: cannot listen on {shown}: Address already in use"],
+            )
+            self.assertNotIn(b"cannot listen", out)
+            self.assertNotIn(b"backlog", out + err)
+
+    async def test_loopbackByDefault(self) -> None:
+        """
+        A bare port number listens on loopback only, and says so; nothing
+        is warned about.
+        """
+        process = await TwistdProcess.start("cmdserv", "--port", "0", cwd=self.cwd)
+        self.addCleanup(lambda: defer.ensureDeferred(self.stopTwistd(process)))
+        self.assertEqual(process.listening[0][0], "tcp")
+        self.assertTrue(process.listening[0][1].startswith("127.0.0.1:"), process.listening)
+        self.assertNotIn(b"#warn]", process.output)
+        client = await connect(process.port())
+        try:
+            self.assertEqual(await self._ask(client, "os"), os.name)
+        finally:
+            await client.close()
+
+    async def test_everyInterfaceWarns(self) -> None:
+        """
+        Asked to listen on every interface, cmdserv does, and logs one
+        warning line naming the address and the served directory.
+        """
+        root = tempDir(self)
+        process = await TwistdProcess.start(
+            "cmdserv", "--port", "tcp:0:interface=0.0.0.0", "--root", root, cwd=self.cwd
         )
-        self.assertEqual(code, 1)
-        self.assertNotIn(b"Traceback", out + err)
-        message = f"cmdserv: cannot listen on tcp:{port}:interface=127.0.0.1"
-        self.assertIn(message.encode(), out + err)
-        self.assertIn(b"Address already in use", out + err)
-        # On standard error, if anything: that one line.
-        if err:
-            self.assertEqual(len(err.decode().splitlines()), 1, err)
-            self.assertTrue(err.decode().startswith(message), err)
+        self.addCleanup(lambda: defer.ensureDeferred(self.stopTwistd(process)))
+        warnings = [line for line in process.output.splitlines() if b"#warn]" in line]
+        self.assertEqual(len(warnings), 1, process.output)
+        self.assertIn(
+            f"cmdserv is reachable beyond loopback on tcp 0.0.0.0:{process.port()}: "
+            f"anyone who can connect can list {os.path.realpath(root)}".encode(),
+            warnings[0],
+        )
+
+    async def test_tls(self) -> None:
+        """
+        An C{ssl:} port: on loopback unless told otherwise, announced as
+        C{tls} with the bound address, and it speaks TLS.
+        """
+        from twisted.internet import ssl
+        from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
+
+        from tests.support import LineClient
+
+        pem = selfSignedPEM(self)
+        process = await TwistdProcess.start(
+            "cmdserv", "--port", f"ssl:0:privateKey={pem}", cwd=self.cwd
+        )
+        self.addCleanup(lambda: defer.ensureDeferred(self.stopTwistd(process)))
+        self.assertEqual(process.listening, [("tls", f"127.0.0.1:{process.port()}")])
+        self.assertNotIn(b"#warn]", process.output)
+        endpoint = SSL4ClientEndpoint(
+            reactor, "127.0.0.1", process.port(), ssl.CertificateOptions()
+        )
+        client = await withDeadline(connectProtocol(endpoint, LineClient()), "TLS connect")
+        try:
+            self.assertEqual(await self._ask(client, "os"), os.name)
+        finally:
+            await client.close()
+
+    async def test_unix(self) -> None:
+        """
+        A UNIX socket is announced by its path and, being local, warned
+        about by nobody.
+        """
+        from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+
+        from tests.support import LineClient
+
+        path = os.path.join(tempDir(self), "cmdserv.sock")
+        process = await TwistdProcess.start("cmdserv", "--port", f"unix:{path}", cwd=self.cwd)
+        self.addCleanup(lambda: defer.ensureDeferred(self.stopTwistd(process)))
+        self.assertEqual(process.listening, [("unix", path)])
+        self.assertNotIn(b"#warn]", process.output)
+        endpoint = UNIXClientEndpoint(reactor, path)
+        client = await withDeadline(connectProtocol(endpoint, LineClient()), "UNIX connect")
+        try:
+            self.assertEqual(await self._ask(client, "os"), os.name)
+        finally:
+            await client.close()
 
     async def test_badFlags(self) -> None:
         """

@@ -12,11 +12,16 @@ service defined here.
 
 from __future__ import annotations
 
+import datetime
+import errno
 import gc
 import io
+import os
 import resource
+import shutil
 import socket
 import sys
+import tempfile
 import weakref
 
 from hypothesis import given, settings
@@ -25,6 +30,7 @@ from twisted.internet import defer, error, protocol, reactor, task
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 from twisted.protocols import policies
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -1056,7 +1062,9 @@ class LoopbackTests(unittest.TestCase):
         """
         try:
             factory, port = self.serve(Limits(maxPerAddress=1), interface="::1")
-        except Exception as e:
+        except error.CannotListenError as e:
+            if not noIPv6Loopback(e):
+                raise
             raise unittest.SkipTest(f"no IPv6 loopback: {e}") from e
         clients = [await self.connect(port, source="::1", host="::1") for _ in range(3)]
         for client in clients:
@@ -1262,37 +1270,87 @@ class BucketTableTests(unittest.SynchronousTestCase):
 # -- options ------------------------------------------------------------------------------
 
 
+def noIPv6Loopback(e: error.CannotListenError) -> bool:
+    """
+    Whether C{e} says that this host has no IPv6 loopback (the one reason
+    an IPv6 test may skip): the address is not available here, or IPv6 is
+    not supported at all.
+    """
+    code = getattr(e.socketError, "errno", None)
+    return code in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT)
+
+
+class NoIPv6LoopbackTests(unittest.SynchronousTestCase):
+    """
+    L{noIPv6Loopback}: only a missing IPv6 loopback excuses a test.
+    """
+
+    def test_reasons(self) -> None:
+        def failed(code: int) -> error.CannotListenError:
+            return error.CannotListenError("::1", 0, OSError(code, os.strerror(code)))
+
+        self.assertTrue(noIPv6Loopback(failed(errno.EADDRNOTAVAIL)))
+        self.assertTrue(noIPv6Loopback(failed(errno.EAFNOSUPPORT)))
+        self.assertFalse(noIPv6Loopback(failed(errno.EADDRINUSE)))
+        self.assertFalse(noIPv6Loopback(failed(errno.EACCES)))
+
+
 class PortDescriptionTests(unittest.SynchronousTestCase):
     """
-    L{options.portDescription}.
+    L{options.portDescription}: what the user asked for, as a description.
     """
 
     def test_bareNumber(self) -> None:
         """
-        A bare number is TCP on that port with a listen backlog of 1024.
+        A bare number is TCP on that port, nothing added: messages show
+        what the user typed (the backlog is added when listening).
         """
-        self.assertEqual(options.portDescription("--port", "21567"), "tcp:21567:backlog=1024")
-        self.assertEqual(options.portDescription("--port", " 0 "), "tcp:0:backlog=1024")
+        self.assertEqual(options.portDescription("--port", "21567"), "tcp:21567")
+        self.assertEqual(options.portDescription("--port", " 0 "), "tcp:0")
 
     def test_endpointStrings(self) -> None:
         """
-        TCP descriptions get the backlog unless they name one; others are
-        passed through.
+        Endpoint descriptions are passed through as given.
         """
+        for value in (
+            "tcp:21567:interface=127.0.0.1",
+            "tcp6:21567:interface=\\:\\:1",
+            "tcp:21567:backlog=5",
+            "unix:/tmp/chatsvc-test.sock",
+        ):
+            self.assertEqual(options.portDescription("--port", value), value)
+
+    def test_loopback(self) -> None:
+        """
+        With C{loopback}, a number or a C{tcp:}, C{tcp6:} or C{ssl:}
+        description that names no interface binds loopback; one that names
+        an interface (by keyword or by position) and a UNIX socket are
+        left alone.
+        """
+        pem = selfSignedPEM(self)
         cases = {
-            "tcp:21567:interface=127.0.0.1": "tcp:21567:interface=127.0.0.1:backlog=1024",
-            "tcp6:21567:interface=\\:\\:1": "tcp6:21567:interface=\\:\\:1:backlog=1024",
-            "tcp:21567:backlog=5": "tcp:21567:backlog=5",
+            "2000": "tcp:2000:interface=127.0.0.1",
+            "tcp:2000": "tcp:2000:interface=127.0.0.1",
+            "tcp:2000:backlog=5": "tcp:2000:backlog=5:interface=127.0.0.1",
+            "tcp6:2000": "tcp6:2000:interface=\\:\\:1",
+            f"ssl:2000:privateKey={pem}": f"ssl:2000:privateKey={pem}:interface=127.0.0.1",
+            "tcp:2000:interface=0.0.0.0": "tcp:2000:interface=0.0.0.0",
+            "tcp:2000:0.0.0.0": "tcp:2000:0.0.0.0",
+            "tcp6:2000:50:\\:\\:": "tcp6:2000:50:\\:\\:",
+            "tcp6:2000:interface=\\:\\:": "tcp6:2000:interface=\\:\\:",
             "unix:/tmp/chatsvc-test.sock": "unix:/tmp/chatsvc-test.sock",
         }
         for value, expected in cases.items():
-            self.assertEqual(options.portDescription("--port", value), expected)
+            self.assertEqual(options.portDescription("--port", value, loopback=True), expected)
 
-    def test_customBacklog(self) -> None:
-        """
-        The backlog added is the caller's.
-        """
-        self.assertEqual(options.portDescription("--irc", "6667", 64), "tcp:6667:backlog=64")
+    def test_namesInterface(self) -> None:
+        self.assertTrue(options.namesInterface("tcp:1:interface=10.0.0.1"))
+        self.assertTrue(options.namesInterface("tcp:1:10.0.0.1"))
+        self.assertTrue(options.namesInterface("tcp6:1:50:\\:\\:"))
+        self.assertTrue(options.namesInterface("ssl:1:k.pem:c.pem:SSLv23_METHOD:10.0.0.1"))
+        self.assertFalse(options.namesInterface("tcp:1"))
+        self.assertFalse(options.namesInterface("tcp6:1:50"))
+        self.assertFalse(options.namesInterface("ssl:1:k.pem"))
 
     def test_garbage(self) -> None:
         """
@@ -1361,8 +1419,17 @@ class ServiceOptionsTests(unittest.SynchronousTestCase):
         The defaults are the L{Limits} defaults, on port 21567.
         """
         config = self.parse()
-        self.assertEqual(config["port"], "tcp:21567:backlog=1024")
+        self.assertEqual(config["port"], "tcp:21567")
         self.assertEqual(config["limits"], Limits())
+
+    def test_portHelp(self) -> None:
+        """
+        C{--help} says that a C{--port} without an interface listens on
+        every interface.
+        """
+        usageText = options.ServiceOptions().getUsage(width=2000)
+        self.assertIn("on every interface unless it names one", usageText)
+        self.assertIn("[default: 21567]", usageText)
 
     def test_flags(self) -> None:
         config = self.parse(
@@ -1469,16 +1536,299 @@ class ListenServiceTests(unittest.SynchronousTestCase):
         self.assertTrue(service.running)
         ((port, listened, backlog, interface),) = memory.tcpServers
         self.assertEqual((port, interface), (21567, "127.0.0.1"))
+        self.assertEqual(backlog, listening.DEFAULT_BACKLOG)
         self.assertIs(listened, factory)
         self.successResultOf(defer.maybeDeferred(service.stopService))
         self.assertEqual(factory.closed, [("bye", 1.5)])
         self.assertIsNone(service.port)
 
+    def test_backlogNamedKept(self) -> None:
+        """
+        A description that names a backlog listens with that one.
+        """
+        memory = MemoryReactorClock()
+        service = listening.ListenService("tcp:21567:backlog=5", ClosingFactory(), "t", memory)
+        service.privilegedStartService()
+        self.assertEqual(memory.tcpServers[0][2], 5)
+
     def test_describeAddress(self) -> None:
+        """
+        C{KIND HOST:PORT} with IPv6 hosts in brackets, C{unix PATH}; the
+        transport, when given, names the kind.
+        """
         self.assertEqual(
             listening.describeAddress(IPv4Address("TCP", "127.0.0.1", 80)), "tcp 127.0.0.1:80"
         )
+        self.assertEqual(listening.describeAddress(IPv6Address("TCP", "::", 80)), "tcp [::]:80")
+        self.assertEqual(
+            listening.describeAddress(IPv4Address("TCP", "0.0.0.0", 443), "tls"), "tls 0.0.0.0:443"
+        )
+        self.assertEqual(listening.describeAddress(IPv6Address("UDP", "::1", 13)), "udp [::1]:13")
         self.assertEqual(listening.describeAddress(UNIXAddress(b"/tmp/s")), "unix /tmp/s")
+
+    def test_transportOf(self) -> None:
+        self.assertEqual(listening.transportOf("tcp:1"), "tcp")
+        self.assertEqual(listening.transportOf("tcp6:1"), "tcp")
+        self.assertEqual(listening.transportOf("ssl:1:privateKey=k.pem"), "tls")
+        self.assertEqual(listening.transportOf("unix:/tmp/s"), "unix")
+        self.assertIsNone(listening.transportOf("systemd:domain=INET:index=0"))
+
+    def test_isLocal(self) -> None:
+        """
+        Loopback addresses and UNIX sockets are local; every-interface and
+        other addresses are not; an address without an IP cannot tell.
+        """
+        for host in ("127.0.0.1", "127.0.0.2", "::1", "::ffff:127.0.0.1"):
+            self.assertIs(listening.isLocal(IPv4Address("TCP", host, 1)), True, host)
+        self.assertIs(listening.isLocal(UNIXAddress(b"/tmp/s")), True)
+        for host in ("0.0.0.0", "::", "192.0.2.1", "2001:db8::1", "fe80::1%eth0"):
+            self.assertIs(listening.isLocal(IPv4Address("TCP", host, 1)), False, host)
+        self.assertIsNone(listening.isLocal(object()))
+        self.assertIsNone(listening.isLocal(IPv4Address("TCP", "example.org", 1)))
+
+
+class WithBacklogTests(unittest.SynchronousTestCase):
+    """
+    L{listening.withBacklog}: the listen backlog handed to Twisted.
+    """
+
+    def test_added(self) -> None:
+        cases = {
+            "tcp:21567": "tcp:21567:backlog=1024",
+            "tcp:21567:interface=127.0.0.1": "tcp:21567:interface=127.0.0.1:backlog=1024",
+            "tcp6:21567:interface=\\:\\:1": "tcp6:21567:interface=\\:\\:1:backlog=1024",
+            "ssl:443:privateKey=k.pem": "ssl:443:privateKey=k.pem:backlog=1024",
+        }
+        for value, expected in cases.items():
+            self.assertEqual(listening.withBacklog(value), expected)
+
+    def test_kept(self) -> None:
+        """
+        A backlog named by keyword or by position, and descriptions of
+        other kinds, are left alone.
+        """
+        for value in (
+            "tcp:21567:backlog=5",
+            "tcp:21567:127.0.0.1:5",
+            "tcp6:21567:5",
+            "unix:/tmp/s",
+            "systemd:domain=INET:index=0",
+        ):
+            self.assertEqual(listening.withBacklog(value), value)
+
+    def test_custom(self) -> None:
+        self.assertEqual(listening.withBacklog("tcp:6667", 64), "tcp:6667:backlog=64")
+
+
+class LogCapture:
+    """
+    Log events of C{namespace}, collected while a test runs.
+    """
+
+    def __init__(self, case: unittest.SynchronousTestCase, namespace: str) -> None:
+        self.namespace = namespace
+        self.events: list[dict] = []
+        self._waiting: list[tuple[int, defer.Deferred]] = []
+        globalLogPublisher.addObserver(self._observe)
+        case.addCleanup(globalLogPublisher.removeObserver, self._observe)
+
+    def _observe(self, event: dict) -> None:
+        if event.get("log_namespace") == self.namespace:
+            self.events.append(event)
+            waiting, self._waiting = self._waiting, []
+            for count, d in waiting:
+                if len(self.events) >= count:
+                    d.callback(None)
+                else:
+                    self._waiting.append((count, d))
+
+    def waitFor(self, count: int) -> defer.Deferred:
+        """
+        Fires once C{count} events have been logged in all.
+        """
+        if len(self.events) >= count:
+            return defer.succeed(None)
+        d = defer.Deferred()
+        self._waiting.append((count, d))
+        return withDeadline(d, f"{count} log events of {self.namespace}")
+
+    def texts(self, level: LogLevel | None = None) -> list[str]:
+        return [formatEvent(e) for e in self.events if level is None or e.get("log_level") == level]
+
+
+def tempDirectory(case: unittest.SynchronousTestCase) -> str:
+    path = tempfile.mkdtemp(prefix="chatsvc-listen-")
+    case.addCleanup(shutil.rmtree, path, True)
+    return path
+
+
+def selfSignedPEM(case: unittest.SynchronousTestCase) -> str:
+    """
+    A PEM file holding a fresh self-signed certificate for C{localhost}
+    and its key, as C{ssl:...:privateKey=} takes it; removed after C{case}.
+    """
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    path = os.path.join(tempDirectory(case), "server.pem")
+    with open(path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+class StartupErrorTests(unittest.SynchronousTestCase):
+    """
+    L{listening.startupError}: one line, where the person starting the
+    service looks, once.
+    """
+
+    def test_foregroundOnce(self) -> None:
+        """
+        In the foreground (C{twistd -n}) the line goes to the real standard
+        error only; twistd's log (standard output) does not repeat it.
+        """
+        real, redirected = io.StringIO(), io.StringIO()
+        self.patch(sys, "__stderr__", real)
+        self.patch(sys, "stderr", redirected)
+        logged = LogCapture(self, "chatsvc.listening")
+        listening.startupError("test: cannot listen on tcp:1: Address already in use")
+        self.assertEqual(real.getvalue(), "test: cannot listen on tcp:1: Address already in use\n")
+        self.assertEqual(redirected.getvalue(), "")
+        self.assertEqual(logged.events, [])
+
+    def test_daemonLogged(self) -> None:
+        """
+        When the real standard error goes nowhere (a daemon's is
+        C{/dev/null}), the line is logged instead.
+        """
+        with open(os.devnull, "w") as null:
+            self.patch(sys, "__stderr__", null)
+            self.patch(sys, "stderr", io.StringIO())
+            logged = LogCapture(self, "chatsvc.listening")
+            listening.startupError("test: cannot listen")
+        self.assertEqual(logged.texts(LogLevel.error), ["test: cannot listen"])
+
+
+class ListenAnnounceTests(unittest.TestCase):
+    """
+    The C{LABEL listening on ...} line names the real transport and the
+    bound address, and a service meant for this host warns when it is
+    reachable beyond loopback.  Real listening ports on loopback.
+    """
+
+    def listen(self, description: str, localOnly: str | None = None, memory=None):
+        logged = LogCapture(self, "chatsvc.listening")
+        service = listening.ListenService(
+            description, ClosingFactory(), "test", memory or reactor, localOnly=localOnly
+        )
+        service.privilegedStartService()
+        self.addCleanup(service.stopService)
+        return service, logged
+
+    async def test_tcp(self) -> None:
+        """
+        The bound port number, not the 0 asked for; loopback: no warning.
+        """
+        service, logged = self.listen("tcp:0:interface=127.0.0.1", localOnly="why")
+        await logged.waitFor(1)
+        number = service.port.getHost().port
+        self.assertNotEqual(number, 0)
+        self.assertEqual(logged.texts(), [f"test listening on tcp 127.0.0.1:{number}"])
+
+    async def test_tls(self) -> None:
+        """
+        An C{ssl:} port's address says TCP, but the line says C{tls}.
+        """
+        pem = selfSignedPEM(self)
+        service, logged = self.listen(f"ssl:0:privateKey={pem}:interface=127.0.0.1")
+        await logged.waitFor(1)
+        number = service.port.getHost().port
+        self.assertEqual(logged.texts(), [f"test listening on tls 127.0.0.1:{number}"])
+
+    async def test_unix(self) -> None:
+        """
+        A UNIX socket is named by its path, and is local: no warning.
+        """
+        path = os.path.join(tempDirectory(self), "s")
+        service, logged = self.listen(f"unix:{path}", localOnly="why")
+        await logged.waitFor(1)
+        self.assertEqual(logged.texts(), [f"test listening on unix {path}"])
+
+    def test_everyInterfaceWarns(self) -> None:
+        """
+        Bound to every IPv4 or IPv6 interface, a C{localOnly} service logs
+        one warning naming the address and the reason, before the
+        C{listening on} line.
+        """
+        for description, where in (
+            ("tcp:2000:interface=0.0.0.0", "tcp 0.0.0.0:2000"),
+            ("tcp6:2000:interface=\\:\\:", "tcp [::]:2000"),
+        ):
+            memory = MemoryReactorClock()
+            memory.running = True
+            service, logged = self.listen(description, localOnly="anyone can ls", memory=memory)
+            self.assertEqual(
+                logged.texts(LogLevel.warn),
+                [f"test is reachable beyond loopback on {where}: anyone can ls"],
+            )
+
+    def test_notLocalOnlyNoWarning(self) -> None:
+        memory = MemoryReactorClock()
+        service, logged = self.listen("tcp:2000:interface=0.0.0.0", memory=memory)
+        self.assertEqual(logged.texts(LogLevel.warn), [])
+
+    def test_unknownAddressWarns(self) -> None:
+        """
+        An endpoint whose address has no IP (a kind we do not know) may be
+        reachable from anywhere: the warning says it cannot tell.
+        """
+
+        class Elsewhere:
+            def __str__(self) -> str:
+                return "somewhere"
+
+        class Port:
+            def getHost(self):
+                return Elsewhere()
+
+            def stopListening(self):
+                return None
+
+        class Service(listening.ListenService):
+            def bind(self):
+                return Port()
+
+        logged = LogCapture(self, "chatsvc.listening")
+        service = Service(
+            "other:thing", ClosingFactory(), "test", MemoryReactorClock(), localOnly="why"
+        )
+        service.privilegedStartService()
+        self.assertEqual(
+            logged.texts(LogLevel.warn),
+            ["test may be reachable beyond loopback (its address does not say) on somewhere: why"],
+        )
 
     def test_raiseFileLimit(self) -> None:
         """

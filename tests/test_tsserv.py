@@ -300,7 +300,7 @@ class OptionsTests(unittest.SynchronousTestCase):
 
     def test_defaults(self):
         options = parse()
-        self.assertEqual(options["port"], "tcp:21567:backlog=1024")
+        self.assertEqual(options["port"], "tcp:21567")
         self.assertEqual(options["udp-port"], (21567, ""))
         self.assertIsNone(options["daytime"])
         self.assertIsNone(options["time"])
@@ -336,8 +336,8 @@ class OptionsTests(unittest.SynchronousTestCase):
 
     def test_rfcPorts(self):
         options = parse("--daytime", "1313", "--time", LOOPBACK_TCP0)
-        self.assertEqual(options["daytime"], "tcp:1313:backlog=1024")
-        self.assertEqual(options["time"], LOOPBACK_TCP0 + ":backlog=1024")
+        self.assertEqual(options["daytime"], "tcp:1313")
+        self.assertEqual(options["time"], LOOPBACK_TCP0)
 
     def test_rates(self):
         options = parse("--udp-rate", "0.5", "--udp-burst", "3", "--udp-total-rate", "100")
@@ -1022,6 +1022,9 @@ class TwistdTests(unittest.TestCase):
             lines = err.decode().splitlines()
             self.assertEqual(len(lines), 1, err)
             self.assertRegex(lines[0], r"^tsserv: cannot listen on .*in use")
+            # What the user typed, and only on standard error.
+            self.assertNotIn(b"backlog", err)
+            self.assertNotIn(b"cannot listen", out)
 
     async def test_badFlag(self):
         """
