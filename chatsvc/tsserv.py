@@ -162,8 +162,10 @@ class Options(ServiceOptions):
         "UDP datagram X with the datagram '[ctime] X'. UDP listens on the --port "
         "number and interface when --port is tcp: or tcp6: (a bare number is tcp:); "
         "with a unix:, ssl: or other --port it is off unless --udp names a port. "
-        "UDP replies are rate-limited; empty, oversized (>512 bytes) and reply-like "
-        "datagrams and those from ports below 1024 or of known services are dropped."
+        "UDP replies are rate-limited; oversized (>512 bytes) and reply-like "
+        "datagrams and those from ports below 1024 or of known services are dropped, "
+        "and so are empty ones, except that daytime and time answer them as "
+        "RFC 867/868 ask."
     )
 
     optParameters = [
