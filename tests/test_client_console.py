@@ -461,13 +461,23 @@ class ErrorStreamTests(TestCase):
         await withDeadline(stream.close(), "the error stream to flush")
         self.assertEqual(os.read(read, 100), b"one\ntwo\n")
 
-    async def test_closedDescriptor(self) -> None:
+    def test_closedDescriptor(self) -> None:
         """
-        With no standard error at all, messages are dropped quietly.
+        With no standard error at all, messages are dropped quietly: not
+        written to whatever file later gets the same descriptor number,
+        nothing logged, and closing is done at once.
         """
         read, write = os.pipe()
         os.close(read)
         os.close(write)
         stream = ErrorStream(reactor, write)
+        # The lowest free numbers: most likely the same two again.
+        newRead, newWrite = os.pipe()
+        self.addCleanup(os.close, newRead)
+        self.addCleanup(os.close, newWrite)
+        os.set_blocking(newRead, False)
         stream.write(b"lost\n")
-        await withDeadline(stream.close(), "the error stream to close")
+        self.assertFalse(stream.connected)
+        self.successResultOf(stream.close())
+        self.assertRaises(BlockingIOError, os.read, newRead, 100)
+        self.assertEqual(self.flushLoggedErrors(), [])
