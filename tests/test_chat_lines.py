@@ -11,6 +11,7 @@ login and idle timeouts, the connection caps and the shutdown notice.
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from hypothesis import given, settings
@@ -64,7 +65,8 @@ class Peer:
         data = self.raw()
         if data:
             self.assertEndsWithNewline(data)
-        return data.decode("utf-8").splitlines() if data else []
+        # Lines end with LF only: U+2028 and friends are text.
+        return data.decode("utf-8").split("\n")[:-1] if data else []
 
     def objects(self) -> list[dict]:
         return [json.loads(line) for line in self.lines()]
@@ -1078,9 +1080,11 @@ class ShutdownTests(ChatTestCase):
 class FuzzTests(ChatTestCase):
     limits = ChatLimits(floodBurst=10**6, floodRate=10**6, recvQueue=10**6)
 
-    def test_noException(self) -> None:
+    def test_everyOutcomeIsAReply(self) -> None:
         """
-        Random command lines never raise: every outcome is a reply.
+        Random command lines never raise, and every line but a room
+        message (not echoed in text mode) or a blank one is answered: at
+        least one well-formed line in the peer's format, nothing raw.
         """
         import random
 
@@ -1090,7 +1094,9 @@ class FuzzTests(ChatTestCase):
             "/format", "/quit", "/help", "#", "a", "bob", "json", "text", "²", "-1", "0",
             "\u200b", "\x1b", "é", "\u0430", "ALICE", "lobby", "\t", "\u2028", "\ufffd",
         ]  # fmt: skip
+        textLine = re.compile(r"(success|reuse|error|info|full): |\[[^]]+\] ")
         peers = [self.connect() for _ in range(4)]
+        answered = 0
         for _ in range(3000):
             index = rng.randrange(len(peers))
             peer = peers[index]
@@ -1099,8 +1105,26 @@ class FuzzTests(ChatTestCase):
                 peers[index] = self.connect()
                 continue
             line = " ".join(rng.choice(words) for _ in range(rng.randrange(1, 4)))
+            loggedIn = peer.proto.member is not None
+            fmt = peer.proto.format
+            peer.raw()  # what others caused so far
             peer.send(line)
-            peer.raw()
+            out = peer.lines()
+            command = line.split()[0].lower() if line.split() else ""
+            message = not line.startswith("/") or line.startswith("//") or command == "/me"
+            mayBeSilent = loggedIn and (not line.strip() or (fmt == "text" and message))
+            if not mayBeSilent:
+                self.assertTrue(out, f"no reply to {line!r}")
+                answered += 1
+            for reply in out:
+                self.assertNotIn("\x1b", reply)
+                if fmt == "json" and (loggedIn or command != "/format"):
+                    obj = json.loads(reply)
+                    self.assertIn("type", obj)
+                    self.assertIn("ts", obj)
+                elif not reply.startswith("{"):
+                    self.assertIsNotNone(textLine.match(reply), (line, out))
+        self.assertGreater(answered, 1000)
 
 
 _PIECES = [

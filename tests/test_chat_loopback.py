@@ -23,7 +23,8 @@ from twisted.trial.unittest import TestCase
 
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
-from chatsvc.testing import MemoryHistory
+from chatsvc.ratelimit import TokenBucket
+from chatsvc.testing import Clock, MemoryHistory
 from tests.support import DEADLINE, LineClient, connect, waitFor, withDeadline
 
 
@@ -404,6 +405,11 @@ class FloodTests(TestCase):
         """
         A flooder's lines are delayed, not lost, in order; meanwhile other
         members are served at once.
+
+        The flooder's pacing runs on a L{Clock} of the test's (its socket
+        on the real reactor): while that clock stands still the flooder
+        gets exactly its burst through, so the canary's message overtakes
+        the rest by construction, not by a race against the flood rate.
         """
         limits = ChatLimits(floodBurst=5, floodRate=50, recvQueue=200)
         server = ChatServer(self, limits)
@@ -411,16 +417,24 @@ class FloodTests(TestCase):
         flooder = await server.login("flooder")
         canary = await server.login("canary")
         await waitFor(lambda: len(server.hub.room("lobby").members) == 3, "every join")
+        pacing = Clock()
+        flooding = server.serverSide(flooder)
+        flooding.clock = pacing
+        flooding._bucket = TokenBucket(limits.floodRate, limits.floodBurst, pacing.seconds)
         listener.lines.clear()
         listener.counting = True
         listener.expected = 101
         flooder.transport.write(b"".join(b"m %d\n" % n for n in range(100)))
-        flooding = server.serverSide(flooder)
         await waitFor(lambda: flooding.isHeld("flood"), "the flooder to be paced")
         canary.sendLine("m 1000")
         await waitFor(lambda: b"canary" in listener.bySender, "the canary's message")
-        self.assertLess(len(listener.bySender[b"flooder"]), 100)
-        await withDeadline(listener.done, "every flood line")
+        self.assertEqual(listener.bySender[b"flooder"], list(range(limits.floodBurst)))
+        def released() -> bool:
+            # Each second of the pacing clock lets one more burst through.
+            pacing.advance(1)
+            return listener.done.called
+
+        await waitFor(released, "every flood line")
         self.assertEqual(listener.bySender[b"flooder"], list(range(100)))
         self.assertEqual(listener.bySender[b"canary"], [1000])
         self.assertFalse(flooder.isClosed)

@@ -8,6 +8,7 @@ flood control, the login timeout) and nothing of the domain's.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from twisted.logger import Logger
@@ -29,6 +30,15 @@ HELP = (
     "/nick NAME, /history [N], /format text|json, /quit [REASON], /help; "
     "//text sends /text; anything else goes to the room"
 )
+
+#: First lines of other protocols that reach this port by mistake.  IRC
+#: clients send their registration commands in capitals (a user called
+#: "nick" logs in as usual); an HTTP request line ends in its version.
+_IRC_OPENING = re.compile(r"(?:CAP|NICK|USER|PASS) ")
+_HTTP_REQUEST = re.compile(r"[A-Z]+ \S+ HTTP/\d")
+
+#: The first byte of a TLS record carrying a handshake (a ClientHello).
+_TLS_HANDSHAKE = 0x16
 
 #: Own events not shown back in text mode (JSON shows them: the ack).  An
 #: own private message is shown, as C{-> NAME: text} (L{events.SENT}).
@@ -64,6 +74,7 @@ class ChatLineProtocol(LineProtocol):
 
     factory: ChatFactory
     _floodTimer = None
+    _firstData = True
 
     # Not neutralised on the way in: a refused name names the character
     # it was refused for (U+202E, not U+FFFD).  The hub makes relayed
@@ -129,6 +140,11 @@ class ChatLineProtocol(LineProtocol):
     # -- input --------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:
+        if self._firstData and data:
+            self._firstData = False
+            if data[0] == _TLS_HANDSHAKE:
+                self._wrongProtocol("TLS")
+                return
         super().dataReceived(data)
         framer = self.framer
         # Refused (over-long) lines are not requests: they do not count.
@@ -177,6 +193,12 @@ class ChatLineProtocol(LineProtocol):
     # -- login ----------------------------------------------------------------
 
     def _login(self, line: str) -> None:
+        if _IRC_OPENING.match(line):
+            self._wrongProtocol("IRC")
+            return
+        if _HTTP_REQUEST.match(line):
+            self._wrongProtocol("HTTP")
+            return
         words = line.split()
         if words and words[0].startswith("/"):
             command = words[0].lower()
@@ -215,6 +237,21 @@ class ChatLineProtocol(LineProtocol):
             names=names,
         )
         self._enter(room)
+
+    def _wrongProtocol(self, spoken: str) -> None:
+        """
+        A client of another protocol (an IRC client, a browser, TLS) came
+        to this port: one line saying what this port speaks and where
+        that protocol is served, if it is, then close.
+        """
+        where = self.factory.gateways.get(spoken.lower())
+        hint = f"; {spoken} is served at {where}" if where else ""
+        self._close(
+            "error",
+            f"this port speaks the chatsvc line protocol (send NAME [ROOM]), not {spoken}"
+            f"{hint}; closing",
+            code="wrong-protocol",
+        )
 
     def _loginTimedOut(self) -> None:
         self._leaveReason = "closed"
@@ -395,6 +432,10 @@ class ChatFactory(LineFactory):
         super().__init__(limits if limits is not None else ChatLimits(), clock)
         self.hub = hub
         self.shuttingDown = False
+        #: Where other protocols are served (C{"irc"}, C{"web"}, C{"tls"}:
+        #: an address for people), named to a client of theirs that comes
+        #: here by mistake.
+        self.gateways: dict[str, str] = {}
 
     def closeAll(self, notice: str | None = None, grace: float | None = None):
         """
