@@ -216,6 +216,61 @@ class LoginTests(ChatTestCase):
         peer.send("alice")
         self.assertTrue(peer.lines()[0].startswith("success: "))
 
+    def test_wrongProtocol(self) -> None:
+        """
+        An IRC client's registration, an HTTP request or a TLS handshake
+        is not a login: one line saying what this port speaks, then close;
+        nobody was logged in.
+        """
+        for first in [
+            b"CAP LS 302\r\nNICK alice\r\nUSER alice 0 * :Alice\r\n",
+            b"NICK alice\r\nUSER alice 0 * :Alice\r\n",
+            b"PASS secret\r\nNICK alice\r\n",
+            b"USER alice 0 * :Alice\r\n",
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+            b"POST /ws HTTP/1.0\r\n",
+        ]:
+            peer = self.connect()
+            peer.proto.dataReceived(first)
+            [reply] = peer.lines()
+            spoken = "HTTP" if b"HTTP/" in first else "IRC"
+            self.assertEqual(
+                reply,
+                "error: this port speaks the chatsvc line protocol (send NAME [ROOM]), "
+                f"not {spoken}; closing",
+            )
+            self.assertTrue(peer.closing)
+            self.assertEqual(self.hub.members, {})
+            peer.lost()
+        peer = self.connect()
+        peer.proto.dataReceived(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        [reply] = peer.lines()
+        self.assertIn("not TLS; closing", reply)
+        self.assertTrue(peer.closing)
+
+    def test_wrongProtocolNamesGateway(self) -> None:
+        """
+        Where the other protocol is served, the line says so; in JSON
+        the error's code is C{wrong-protocol}.
+        """
+        self.factory.gateways["irc"] = "port 6667"
+        peer = self.connect()
+        peer.send("/format json", "NICK alice")
+        _, error = peer.objects()
+        self.assertEqual((error["type"], error["code"]), ("error", "wrong-protocol"))
+        self.assertTrue(error["text"].endswith("not IRC; IRC is served at port 6667; closing"))
+
+    def test_namesLikeCommands(self) -> None:
+        """
+        Only an IRC client's capitals are taken for IRC: a user called
+        nick or Cap logs in as usual.
+        """
+        for line in ["nick", "Pass lobby", "cap dev", "USER", "get"]:
+            peer = self.connect()
+            peer.send(line)
+            [reply] = peer.lines()
+            self.assertTrue(reply.startswith("success: "), reply)
+
     def test_emptyLine(self) -> None:
         peer = self.connect()
         peer.send("")
