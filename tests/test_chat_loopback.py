@@ -429,6 +429,7 @@ class FloodTests(TestCase):
         canary.sendLine("m 1000")
         await waitFor(lambda: b"canary" in listener.bySender, "the canary's message")
         self.assertEqual(listener.bySender[b"flooder"], list(range(limits.floodBurst)))
+
         def released() -> bool:
             # Each second of the pacing clock lets one more burst through.
             pacing.advance(1)
@@ -529,6 +530,23 @@ class ConversationTests(TestCase):
             await alice.readText(), r"^\[.{24}\] #lobby bob left \(quit: gone fishing\)$"
         )
         self.assertEqual(alice.lines, type(alice.lines)())
+
+    async def test_ircClientTurnedAway(self) -> None:
+        """
+        An IRC client's registration over a real socket gets one line
+        saying what the port speaks, and the server closes; nobody is
+        logged in, so no room hears of it.
+        """
+        server = ChatServer(self)
+        irc = await server.connect()
+        irc.transport.write(b"CAP LS 302\r\nNICK alice\r\nUSER alice 0 * :Alice\r\n")
+        await irc.waitClosed()
+        self.assertEqual(
+            bytes(irc.received),
+            b"error: this port speaks the chatsvc line protocol (send NAME [ROOM]), "
+            b"not IRC; closing\n",
+        )
+        self.assertEqual(server.hub.members, {})
 
     async def test_closedSocket(self) -> None:
         """
