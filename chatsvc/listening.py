@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chatsvc.options import splitDescription
+from chatsvc.twistedcompat import forgetExitSignal
 
 log = Logger()
 
@@ -305,9 +306,9 @@ class ExitCleanly(service.Service):
     then kills itself again with the same signal, so a server that shut
     down exactly as asked reports "killed by SIGTERM" (status 143).  Our
     services promise exit 0 after a clean stop (docs/hardening.rst, item 23):
-    add this to a plugin's C{MultiService}.  Twisted keeps the signal in
-    the reactor's C{_exitSignal} (its C{_ISupportsExitSignalCapturing});
-    this forgets it once the services are stopping.
+    add this to a plugin's C{MultiService}.  Twisted has no public way to
+    say so: this forgets the signal the reactor recorded, once the
+    services are stopping (L{chatsvc.twistedcompat.forgetExitSignal}).
     """
 
     def __init__(self, reactor=None) -> None:
@@ -318,5 +319,4 @@ class ExitCleanly(service.Service):
         reactor = self.reactor
         if reactor is None:
             from twisted.internet import reactor
-        if getattr(reactor, "_exitSignal", None) is not None:
-            reactor._exitSignal = None
+        forgetExitSignal(reactor)

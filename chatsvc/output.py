@@ -26,6 +26,9 @@ from __future__ import annotations
 from errno import EAGAIN, EINTR, ENOBUFS, EWOULDBLOCK
 
 from twisted.internet import tcp
+from twisted.internet.interfaces import ISSLTransport
+
+from chatsvc.twistedcompat import supportsDirectSend, writeIdle
 
 _RETRY_LATER = (EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR)
 
@@ -33,9 +36,14 @@ _RETRY_LATER = (EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR)
 def isPlainTCP(transport) -> bool:
     """
     Whether we may send on C{transport}'s socket ourselves: a plain TCP
-    connection, not carrying TLS (raw bytes would bypass the encryption).
+    connection, not carrying TLS (raw bytes would bypass the encryption),
+    whose buffer we can see (L{chatsvc.twistedcompat.supportsDirectSend}).
     """
-    return isinstance(transport, tcp.Connection) and not getattr(transport, "TLS", False)
+    return (
+        isinstance(transport, tcp.Connection)
+        and not ISSLTransport.providedBy(transport)
+        and supportsDirectSend(transport)
+    )
 
 
 def sendNow(transport, data: bytes) -> None:
@@ -43,17 +51,11 @@ def sendNow(transport, data: bytes) -> None:
     Send C{data} on a plain TCP transport at once if it holds nothing
     unsent; give what the kernel does not take to C{transport.write}.
     """
-    if (
-        transport._tempDataLen
-        or transport.dataBuffer
-        or transport.disconnecting
-        or not transport.connected
-        or transport._writeDisconnected
-    ):
+    if not writeIdle(transport):
         transport.write(data)
         return
     try:
-        sent = transport.socket.send(data)
+        sent = transport.getHandle().send(data)
     except OSError as e:
         # Retry later, or let the reactor's own write path find the error
         # and close the connection the usual way.

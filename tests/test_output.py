@@ -5,14 +5,17 @@ that holds senders while fan-out output is backed up.
 
 from __future__ import annotations
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, error, protocol, reactor, tcp
 from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial import unittest
+from zope.interface import directlyProvides
 
 from chatsvc.lineproto import LineFactory, LineProtocol
 from chatsvc.output import Backlog, WriteBatcher, isPlainTCP, sendNow
+from chatsvc.twistedcompat import writeIdle
 from tests.support import connect, waitFor, withDeadline
 
 
@@ -63,34 +66,43 @@ class WriteBatcherTests(unittest.SynchronousTestCase):
 
 
 class FakeSocket:
+    """
+    A socket whose C{send} takes at most C{takes} bytes, or raises
+    C{takes} if it is an exception.
+    """
+
     def __init__(self, takes: int | Exception) -> None:
         self.takes = takes
-        self.sent = []
+        self.sent: list[bytes] = []
+        self.shutdowns: list[int] = []
 
-    def send(self, data: bytes) -> int:
+    def setblocking(self, flag: bool) -> None:
+        pass
+
+    def fileno(self) -> int:
+        return -1
+
+    def send(self, data) -> int:
         if isinstance(self.takes, Exception):
             raise self.takes
-        self.sent.append(data[: self.takes])
-        return min(self.takes, len(data))
+        taken = bytes(data[: self.takes])
+        if taken:
+            self.sent.append(taken)
+        return len(taken)
+
+    def shutdown(self, how: int) -> None:
+        self.shutdowns.append(how)
 
 
-class FakeTCP:
+def fakeTCP(takes) -> tcp.Connection:
     """
-    The parts of C{tcp.Connection} that L{sendNow} looks at.
+    A connected Twisted TCP transport, real but for its socket (a
+    L{FakeSocket}) and its reactor: L{sendNow} sees Twisted's own buffer
+    and flags, and C{doWrite} sends what Twisted buffered.
     """
-
-    def __init__(self, takes) -> None:
-        self.socket = FakeSocket(takes)
-        self._tempDataLen = 0
-        self.dataBuffer = b""
-        self.disconnecting = False
-        self.connected = True
-        self._writeDisconnected = False
-        self.written = []
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-        self._tempDataLen += len(data)
+    transport = tcp.Connection(FakeSocket(takes), protocol.Protocol(), reactor=MemoryReactor())
+    transport.connected = True
+    return transport
 
 
 class SendNowTests(unittest.SynchronousTestCase):
@@ -98,50 +110,94 @@ class SendNowTests(unittest.SynchronousTestCase):
         """
         With nothing buffered, the bytes go straight to the socket.
         """
-        transport = FakeTCP(takes=100)
+        transport = fakeTCP(takes=100)
         sendNow(transport, b"hello")
-        self.assertEqual((transport.socket.sent, transport.written), ([b"hello"], []))
+        self.assertEqual(transport.socket.sent, [b"hello"])
+        self.assertTrue(writeIdle(transport))
 
     def test_restBuffered(self) -> None:
         """
         What the kernel does not take goes to the transport, and from then
         on everything does, so the order holds.
         """
-        transport = FakeTCP(takes=2)
+        transport = fakeTCP(takes=2)
         sendNow(transport, b"hello")
         sendNow(transport, b"world")
         self.assertEqual(transport.socket.sent, [b"he"])
-        self.assertEqual(transport.written, [b"llo", b"world"])
+        transport.socket.takes = 100
+        transport.doWrite()
+        self.assertEqual(transport.socket.sent, [b"he", b"lloworld"])
 
     def test_wouldBlock(self) -> None:
         """
         EAGAIN: everything goes to the transport, to be sent when writable.
         """
-        transport = FakeTCP(takes=BlockingIOError(11, "again"))
+        transport = fakeTCP(takes=BlockingIOError(11, "again"))
         sendNow(transport, b"hello")
-        self.assertEqual(transport.written, [b"hello"])
+        self.assertFalse(writeIdle(transport))
+        transport.socket.takes = 100
+        transport.doWrite()
+        self.assertEqual(transport.socket.sent, [b"hello"])
 
     def test_brokenPipe(self) -> None:
         """
         Another error: the transport's own write path finds it and closes.
         """
-        transport = FakeTCP(takes=BrokenPipeError(32, "pipe"))
+        transport = fakeTCP(takes=BrokenPipeError(32, "pipe"))
         sendNow(transport, b"hello")
-        self.assertEqual(transport.written, [b"hello"])
+        self.assertIsInstance(transport.doWrite(), error.ConnectionLost)
 
     def test_closing(self) -> None:
         """
-        A closing or half-closed transport is never written to directly.
+        A closing, closed or half-closed transport is never written to
+        directly.
         """
-        for attribute, value in (
-            ("disconnecting", True),
-            ("connected", False),
-            ("_writeDisconnected", True),
+
+        def shutWrites(transport):
+            transport.loseWriteConnection()
+            transport.doWrite()
+            self.assertEqual(transport.socket.shutdowns, [1])
+
+        for what, close in (
+            ("closing", lambda transport: transport.loseConnection()),
+            ("closed", lambda transport: setattr(transport, "connected", False)),
+            ("write side shut", shutWrites),
         ):
-            transport = FakeTCP(takes=100)
-            setattr(transport, attribute, value)
+            transport = fakeTCP(takes=100)
+            close(transport)
             sendNow(transport, b"x")
-            self.assertEqual(transport.socket.sent, [], attribute)
+            self.assertEqual(transport.socket.sent, [], what)
+
+
+class IsPlainTCPTests(unittest.SynchronousTestCase):
+    """
+    L{isPlainTCP}: whose sockets L{sendNow} may write to.
+    """
+
+    def test_plain(self) -> None:
+        self.assertTrue(isPlainTCP(fakeTCP(takes=100)))
+
+    def test_notTCP(self) -> None:
+        self.assertFalse(isPlainTCP(StringTransport()))
+
+    def test_tls(self) -> None:
+        """
+        A TCP transport carrying TLS (it provides C{ISSLTransport}, as
+        C{startTLS} makes it) is not plain: raw bytes would bypass TLS.
+        """
+        transport = fakeTCP(takes=100)
+        directlyProvides(transport, ISSLTransport)
+        self.assertFalse(isPlainTCP(transport))
+
+    def test_unknownInternals(self) -> None:
+        """
+        A Twisted whose transports lack the buffer attributes that
+        L{writeIdle} reads gets no direct sends (every write goes through
+        C{transport.write}), rather than an C{AttributeError} per line.
+        """
+        transport = fakeTCP(takes=100)
+        del transport._tempDataLen
+        self.assertFalse(isPlainTCP(transport))
 
 
 class Echo(LineProtocol):
@@ -334,7 +390,7 @@ class DirectSendTests(unittest.TestCase):
         (server,) = factory.connections
         self.assertTrue(isPlainTCP(server.transport))
         transport = server.transport
-        await waitFor(lambda: transport.dataBuffer or transport._tempDataLen, "a partial send")
+        await waitFor(lambda: not writeIdle(transport), "a partial send")
         client.expected = count * 209  # 8 digits, 200 x, newline
         client.transport.resumeProducing()
         await withDeadline(client.done, "every line")
