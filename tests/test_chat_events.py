@@ -259,6 +259,52 @@ class ReplyTests(unittest.SynchronousTestCase):
         self.assertEqual(obj["type"], "success")
         self.assertEqual((obj["name"], obj["room"], obj["names"]), ("alice", "lobby", ["bob"]))
 
-    def test_listNames(self) -> None:
-        self.assertEqual(replies.listNames([]), "nobody")
-        self.assertEqual(replies.listNames(["a", "b"]), "a, b")
+    def listing(self, fmt, names, limit=2048):
+        first = replies.ListLine("success", "logged in as alice, in #lobby with", {"name": "alice"})
+        then = replies.ListLine("who", "#lobby", {"room": "lobby"})
+        return replies.listing(fmt, TS, limit, first, then, "names", names, names)
+
+    def test_listingFits(self) -> None:
+        """
+        A list that fits is one line, C{nobody} when empty.
+        """
+        self.assertEqual(
+            self.listing(TEXT, []), [b"success: logged in as alice, in #lobby with: nobody\n"]
+        )
+        self.assertEqual(
+            self.listing(TEXT, ["a", "b"]), [b"success: logged in as alice, in #lobby with: a, b\n"]
+        )
+        [line] = self.listing(JSON, ["a", "b"])
+        obj = self.decoded(line)
+        self.assertEqual((obj["names"], "part" in obj), (["a", "b"], False))
+
+    def test_listingSplit(self) -> None:
+        """
+        A list longer than the line limit is split: every line within the
+        limit, every name once and in order, parts numbered, the first
+        line of the first kind and the rest of the second.
+        """
+        names = [f"u{i:03d}" + "\u00e9" * 19 for i in range(1000)]  # 24 characters, 43 bytes
+        for limit in (2048, 512, 256):
+            text = self.listing(TEXT, names, limit)
+            self.assertGreater(len(text), 1)
+            for line in text:
+                self.assertLessEqual(len(line) - 1, limit)
+            n = len(text)
+            self.assertTrue(
+                text[0].startswith(
+                    f"success: logged in as alice, in #lobby with (1/{n}): ".encode()
+                )
+            )
+            self.assertTrue(text[1].startswith(f"info: #lobby (2/{n}): ".encode()))
+            shown = [x for line in text for x in line.decode()[:-1].split("): ", 1)[1].split(", ")]
+            self.assertEqual(shown, names)
+            objects = [self.decoded(line) for line in self.listing(JSON, names, limit)]
+            for line in self.listing(JSON, names, limit):
+                self.assertLessEqual(len(line) - 1, limit)
+            self.assertEqual([o["type"] for o in objects[:2]], ["success", "who"])
+            self.assertEqual([o["part"] for o in objects], list(range(1, len(objects) + 1)))
+            self.assertEqual({o["parts"] for o in objects}, {len(objects)})
+            self.assertEqual([x for o in objects for x in o["names"]], names)
+            self.assertEqual(objects[0]["name"], "alice")
+            self.assertEqual(objects[1]["room"], "lobby")

@@ -23,7 +23,7 @@ from twisted.trial import unittest
 from chatsvc.chat import lines
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
-from chatsvc.testing import Clock, MemoryHistory, lineConnection
+from chatsvc.testing import Clock, FakeListener, MemoryHistory, lineConnection
 from tests.hypothesisprofiles import examples
 
 #: Sat Nov 21 10:00:00 2026 UTC, the contract's example time.
@@ -949,6 +949,67 @@ class CommandTests(ChatTestCase):
         self.assertEqual(alice.lines(), ["info: #lobby: alice, bob"])
         self.assertEqual(bob.lines(), [f"{stamp()} #lobby alice: bye all"])
         self.assertTrue(alice.closing)
+
+
+class LongListTests(ChatTestCase):
+    """
+    Lists longer than a line (a thousand users of long names, a thousand
+    rooms) are split over several lines, each within the server's own
+    line limit, in both renderings.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.names = [f"user{i:04d}" + "x" * 16 for i in range(1000)]
+        for name in self.names:
+            self.hub.join(self.hub.login(name, FakeListener()), "lobby")
+
+    def assertWithinLimit(self, lines: list[str]) -> None:
+        for line in lines:
+            self.assertLessEqual(len(line.encode()), self.limits.maxLine)
+
+    def test_loginAndWho(self) -> None:
+        peer = self.connect()
+        peer.send("alice")
+        lines = peer.lines()
+        self.assertWithinLimit(lines)
+        self.assertGreater(len(lines), 10)
+        self.assertTrue(
+            lines[0].startswith(f"success: logged in as alice, in #lobby with (1/{len(lines)}): ")
+        )
+        self.assertTrue(lines[-1].startswith(f"info: #lobby ({len(lines)}/{len(lines)}): "))
+        listed = [n for line in lines for n in line.split("): ", 1)[1].split(", ")]
+        self.assertEqual(listed, self.names)
+        peer.send("/format json", "/who")
+        _, *objects = peer.objects()
+        self.assertWithinLimit(
+            [json.dumps(o, ensure_ascii=False, separators=(",", ":")) for o in objects]
+        )
+        self.assertEqual({o["type"] for o in objects}, {"who"})
+        self.assertEqual([n for o in objects for n in o["names"]], [*self.names, "alice"])
+
+    def test_rooms(self) -> None:
+        for i, name in enumerate(self.names):
+            self.hub.join(self.hub.find(name), f"room{i:04d}" + "y" * 20)
+        peer = self.login("alice", "dev")
+        peer.send("/rooms")
+        lines = peer.lines()
+        self.assertWithinLimit(lines)
+        self.assertGreater(len(lines), 10)
+        self.assertTrue(
+            lines[0].startswith(f"info: rooms (1/{len(lines)}): #dev (1), #lobby (1000), ")
+        )
+        peer.send("/format json", "/rooms")
+        _, *objects = peer.objects()
+        self.assertEqual(len({o["parts"] for o in objects}), 1)
+        self.assertEqual(len([r for o in objects for r in o["rooms"]]), 1002)
+
+    def test_join(self) -> None:
+        peer = self.login("alice", "dev")
+        peer.send("/join lobby")
+        lines = peer.lines()
+        self.assertWithinLimit(lines)
+        self.assertTrue(lines[0].startswith(f"info: you are now in #lobby with (1/{len(lines)}): "))
 
 
 class FloodTests(ChatTestCase):

@@ -103,6 +103,32 @@ class ChatLineProtocol(LineProtocol):
     def _info(self, text: str) -> None:
         self.write(replies.info(self.format, self.clock.seconds(), text))
 
+    def _list(self, first, key, items, shown, empty="nobody", then=None) -> None:
+        """
+        A reply with a list, split over several lines if one would pass
+        the line limit (L{replies.listing}); continuation lines are
+        C{then}, by default like the first.
+        """
+        for line in replies.listing(
+            self.format,
+            self.clock.seconds(),
+            self.framer.maxLength,
+            first,
+            then or first,
+            key,
+            items,
+            shown,
+            empty,
+        ):
+            self.write(line)
+
+    def _names(self, first, shown: str, names: list[str]) -> None:
+        """
+        A first line about room C{shown}, then its members' names.
+        """
+        then = replies.ListLine("who", f"#{shown}", {"room": shown})
+        self._list(first, "names", names, names, then=then)
+
     def deliver(self, event: events.Event) -> None:
         """
         The hub's fan-out: the same bytes for everyone reading a format.
@@ -229,13 +255,12 @@ class ChatLineProtocol(LineProtocol):
             self._loginTimer.cancel()
         self._loginTimer = None
         shown, names = self.hub.who(room)
-        self._reply(
+        first = replies.ListLine(
             "success",
-            f"logged in as {member.name}, in #{shown} with: {replies.listNames(names)}",
-            name=member.name,
-            room=shown,
-            names=names,
+            f"logged in as {member.name}, in #{shown} with",
+            {"name": member.name, "room": shown},
         )
+        self._names(first, shown, names)
         self._enter(room)
 
     def _wrongProtocol(self, spoken: str) -> None:
@@ -313,21 +338,22 @@ class ChatLineProtocol(LineProtocol):
             return
         shown, names = self.hub.who(name)
         self.hub.part(self.member, self.room, "part")
-        self._info(f"you are now in #{shown} with: {replies.listNames(names)}")
+        self._names(replies.ListLine("info", f"you are now in #{shown} with"), shown, names)
         self._enter(name)
 
     def do_who(self, argument: str) -> None:
         room = argument or self.room.name
         shown, names = self.hub.who(room)
-        self._reply("who", f"#{shown}: {replies.listNames(names)}", room=shown, names=names)
+        self._names(replies.ListLine("who", f"#{shown}", {"room": shown}), shown, names)
 
     def do_rooms(self, argument: str) -> None:
         rooms = self.hub.roomList()
-        text = ", ".join(f"#{name} ({count})" for name, count in rooms) or "none"
-        self._reply(
+        self._list(
+            replies.ListLine("rooms", "rooms"),
             "rooms",
-            f"rooms: {text}",
-            rooms=[{"name": name, "members": count} for name, count in rooms],
+            [{"name": name, "members": count} for name, count in rooms],
+            [f"#{name} ({count})" for name, count in rooms],
+            empty="none",
         )
 
     def do_nick(self, argument: str) -> None:
