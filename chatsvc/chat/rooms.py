@@ -34,11 +34,12 @@ __all__ = [
 ]
 
 
-#: How ESC is shown to other users.  The line services show it as its
-#: control picture U+241B, but that is E2 90 9B in UTF-8, and 0x9B is CSI
-#: to a terminal that reads C1 controls from raw bytes: relayed text
-#: never holds the byte 0x9B from an escape sequence.  U+238B is the
-#: keyboard symbol for Escape (E2 8E 8B).
+#: How ESC is shown to other users: U+238B, the keyboard symbol for
+#: Escape, as L{chatsvc.text.neutralise} shows it.  Not its control
+#: picture U+241B: that is E2 90 9B in UTF-8, and a terminal that reads
+#: C1 controls from raw bytes takes 0x9B for CSI.  A U+241B typed as such
+#: is shown as U+238B too, so relayed text has one picture of ESC and
+#: never the bytes E2 90 9B.
 SHOWN_ESC = "\u238b"
 
 
