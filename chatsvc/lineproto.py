@@ -352,8 +352,11 @@ class LineProtocol(protocol.Protocol):
     def write(self, data: bytes) -> None:
         """
         Write bytes, counting what piles up while the peer does not read;
-        past the send-queue limit the connection is aborted.
+        past the send-queue limit the connection is aborted.  Once the
+        protocol decided to close, nothing more is written.
         """
+        if self.disconnecting:
+            return
         if self._outputPaused:
             self._pausedBytes += len(data)
             if self._pausedBytes > self.factory.limits.sendQueue:

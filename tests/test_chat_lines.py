@@ -1221,8 +1221,8 @@ class FuzzTests(ChatTestCase):
                 peers[index] = self.connect()
                 continue
             line = " ".join(rng.choice(words) for _ in range(rng.randrange(1, 4)))
-            loggedIn = peer.proto.member is not None
-            fmt = peer.proto.format
+            loggedIn = peer.proto.session.member is not None
+            fmt = peer.proto.session.format
             peer.raw()  # what others caused so far
             peer.send(line)
             out = peer.lines()

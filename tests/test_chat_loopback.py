@@ -361,7 +361,9 @@ class StoppedPeerTests(TestCase):
         await waitFor(lambda: processState(pid) == "T", "the client to be stopped")
         await waitFor(lambda: len(server.hub.room("lobby").members) == 3, "every join")
         proto = next(
-            p for p in server.factory.connections if p.member and p.member.name == "stopped"
+            p
+            for p in server.factory.connections
+            if p.session.member and p.session.member.name == "stopped"
         )
         proto.transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         del proto
@@ -419,8 +421,10 @@ class FloodTests(TestCase):
         await waitFor(lambda: len(server.hub.room("lobby").members) == 3, "every join")
         pacing = Clock()
         flooding = server.serverSide(flooder)
-        flooding.clock = pacing
-        flooding._bucket = TokenBucket(limits.floodRate, limits.floodBurst, pacing.seconds)
+        flooding.session.pacing.clock = pacing
+        flooding.session.pacing.bucket = TokenBucket(
+            limits.floodRate, limits.floodBurst, pacing.seconds
+        )
         listener.lines.clear()
         listener.counting = True
         listener.expected = 101

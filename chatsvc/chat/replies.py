@@ -15,9 +15,9 @@ from chatsvc.chat.events import TEXT, dumps, isoTime
 from chatsvc.text import neutralise
 
 
-def reply(fmt: str, now: float, kind: str, text: str, **fields) -> bytes:
+def reply(fmt: str, now: float, kind: str, text: str, ending: bytes = b"\n", **fields) -> bytes:
     """
-    One reply line, newline included.
+    One reply line, C{ending} included (the transport's framing).
 
     @param kind: C{success}, C{reuse}, C{full}, C{error}, C{info}, C{who}
         or C{rooms}.  In JSON, C{reuse} and C{full} are C{error} objects
@@ -30,7 +30,7 @@ def reply(fmt: str, now: float, kind: str, text: str, **fields) -> bytes:
     text = neutralise(text)
     if fmt == TEXT:
         prefix = "info" if kind in ("who", "rooms") else kind
-        return f"{prefix}: {text}\n".encode()
+        return f"{prefix}: {text}".encode() + ending
     if kind in ("reuse", "full"):
         fields.setdefault("code", kind)
         kind = "error"
@@ -38,7 +38,7 @@ def reply(fmt: str, now: float, kind: str, text: str, **fields) -> bytes:
     obj.update(fields)
     if kind in ("error", "info", "success") or "text" not in fields:
         obj.setdefault("text", text)
-    return (dumps(obj) + "\n").encode()
+    return dumps(obj).encode() + ending
 
 
 def error(fmt: str, now: float, code: str, text: str) -> bytes:
@@ -82,6 +82,7 @@ def listing(
     items: list,
     shown: list[str],
     empty: str = "nobody",
+    ending: bytes = b"\n",
 ) -> list[bytes]:
     """
     A reply holding a list (names in a room, rooms), split over as many
@@ -100,8 +101,8 @@ def listing(
     @param shown: the list as the text shows it, item by item.
     """
     whole = _listLine(fmt, now, first, key, items, shown, empty)
-    if len(whole) <= limit + 1 or len(items) < 2:
-        return [whole]
+    if len(whole) <= limit or len(items) < 2:
+        return [whole + ending]
     json = fmt != TEXT
     cost = [
         len(text.encode()) + 2 + (len(dumps(item).encode()) + 1 if json else 0)
@@ -111,7 +112,7 @@ def listing(
     overhead = max(
         len(_listLine(fmt, now, line, key, [], [], "", marker)) for line in (first, then)
     )
-    budget = max(1, limit + 1 - overhead)
+    budget = max(1, limit - overhead)
     chunks: list[range] = []
     start, used = 0, 0
     for i, c in enumerate(cost):
@@ -132,6 +133,7 @@ def listing(
             empty,
             f"{number}/{parts}",
         )
+        + ending
         for number, chunk in enumerate(chunks, 1)
     ]
 
@@ -144,4 +146,5 @@ def _listLine(fmt, now, line: ListLine, key, items, shown, empty, part: str | No
     if part:
         number, parts = part.split("/")
         fields["part"], fields["parts"] = int(number), int(parts)
-    return reply(fmt, now, line.kind, f"{head}: {', '.join(shown) or empty}", **fields)
+    text = f"{head}: {', '.join(shown) or empty}"
+    return reply(fmt, now, line.kind, text, ending=b"", **fields)

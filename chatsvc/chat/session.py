@@ -1,0 +1,567 @@
+"""
+One user's chat session, whatever carries it.
+
+A L{ChatSession} is the chat as one user speaks it: the login, the
+commands, the current room, the rendering, the flood pacing and the login
+timer.  It takes lines of text (L{ChatSession.lineReceived}) and writes
+whole lines of bytes to a sink (L{IChatSink}); it knows no transport.
+The native line protocol (L{chatsvc.chat.lines}) feeds it lines framed by
+LF, a WebSocket gateway would feed it one text frame per line, and a test
+drives it through an in-memory sink (L{chatsvc.testing.MemorySink}).
+
+L{Pacing} is the flood control on its own (a token bucket, and holding
+senders while fan-out output is backed up), so that every gateway paces
+the same way.  L{Population} is what the sessions of every gateway share:
+the write batcher and the backlog of unsent fan-out output (senders on
+any side wait while it is over its limit) and the shutdown flag.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from zope.interface import Attribute, Interface
+
+from chatsvc.chat import events, replies
+from chatsvc.chat.events import FORMATS, JSON, TEXT
+from chatsvc.chat.names import InvalidName, checkRoom
+from chatsvc.chat.rooms import ChatError, Hub
+from chatsvc.lineproto import Limits
+from chatsvc.output import Backlog, WriteBatcher
+from chatsvc.ratelimit import TokenBucket
+
+DEFAULT_ROOM = "lobby"
+
+HELP = (
+    "commands: /join ROOM, /who [ROOM], /rooms, /msg NAME TEXT, /me TEXT, "
+    "/nick NAME, /history [N], /format text|json, /quit [REASON], /help; "
+    "//text sends /text; anything else goes to the room"
+)
+
+#: Own events not shown back in text mode (JSON shows them: the ack).  An
+#: own private message is shown, as C{-> NAME: text} (L{events.SENT}).
+_NOT_ECHOED = (events.MESSAGE, events.ACTION, events.JOIN)
+
+#: First lines of other protocols that reach a chat port by mistake.  IRC
+#: clients send their registration commands in capitals (a user called
+#: "nick" logs in as usual); an HTTP request line ends in its version.
+_IRC_OPENING = re.compile(r"(?:CAP|NICK|USER|PASS) ")
+_HTTP_REQUEST = re.compile(r"[A-Z]+ \S+ HTTP/\d")
+
+
+@dataclass
+class ChatLimits(Limits):
+    """
+    L{Limits} plus the chat's own.
+
+    @ivar loginTimeout: seconds to log in after connecting.
+    @ivar floodBurst: lines accepted at once before pacing starts.
+    @ivar floodRate: lines per second after the burst.
+    @ivar recvQueue: complete lines that may wait for the flood rate
+        before the client is disconnected.
+    @ivar historyDefault: messages C{/history} shows without a count.
+    @ivar replay: messages replayed on joining a room.
+    """
+
+    loginTimeout: float = 30.0
+    floodBurst: int = 20
+    floodRate: float = 5.0
+    recvQueue: int = 200
+    historyDefault: int = 20
+    replay: int = 0
+
+
+class IChatSink(Interface):
+    """
+    Where a L{ChatSession} writes, and how it holds its user's input: the
+    transport side of a session, as each gateway provides it.
+    """
+
+    ending = Attribute("The bytes that end each line on this transport (b'\\n', b'').")
+    maxLine = Attribute("The longest line in bytes a reply should make (lists are split).")
+    renderings = Attribute(
+        "Format name (text, json) -> the name of the registered event rendering "
+        "whose bytes this transport writes as they are (see chatsvc.chat.events)."
+    )
+
+    def write(data: bytes) -> None:
+        """
+        Write one or more whole lines, each already ending with C{ending}.
+        """
+
+    def holdInput(reason: str) -> None:
+        """
+        Hand the session no further line until L{releaseInput}(C{reason}).
+        """
+
+    def releaseInput(reason: str) -> None:
+        """
+        Drop one reason for holding input.
+        """
+
+    def close() -> None:
+        """
+        The session is over: let the peer take what was written, then
+        close.
+        """
+
+
+class Population:
+    """
+    What the sessions of every gateway on one hub share: one write batcher
+    (each connection's writes of a reactor turn are sent once), one
+    backlog of fan-out output not yet taken by its peers (while it is over
+    its limit, no sender on any side is read) and the shutdown flag.
+
+    @ivar shuttingDown: C{True} once the server is stopping: members who
+        go then leave without a word to the others.
+    """
+
+    #: Bytes of produced-but-untaken output over which senders wait.
+    backlogLimit = 4 * 1024 * 1024
+    #: Seconds a backed-up peer may hold senders before it counts as slow.
+    backlogPatience = 2.0
+
+    def __init__(self, clock) -> None:
+        self.clock = clock
+        self.batcher = WriteBatcher(clock)
+        self.backlog = Backlog(clock, self.batcher, self.backlogLimit, self.backlogPatience)
+        self.shuttingDown = False
+        self.sessions: set[ChatSession] = set()
+
+    def shutdown(self, notice: str) -> None:
+        """
+        The server is stopping: every session of every gateway gets
+        C{notice} as its last line, and nobody hears the others leave.
+        """
+        self.shuttingDown = True
+        for session in list(self.sessions):
+            session.shutdown(notice)
+
+
+class Pacing:
+    """
+    Flood control for one session: a burst, then a steady rate of lines
+    (IRC-style); lines over the rate are not dropped, the sink holds them
+    (its socket is not read) until the rate allows.  While the
+    population's fan-out backlog is over its limit, no line is taken
+    either.
+    """
+
+    def __init__(self, sink, clock, limits: ChatLimits, backlog: Backlog | None) -> None:
+        self.sink = sink
+        self.clock = clock
+        self.backlog = backlog
+        self.bucket = TokenBucket(limits.floodRate, limits.floodBurst, clock.seconds)
+        self._timer = None
+
+    def allowed(self) -> bool:
+        """
+        Whether the next line may be handled now; if not, input is held
+        and released again when it may.
+        """
+        backlog = self.backlog
+        if backlog is not None and backlog.isOver():
+            # Fan-out already produced more than the peers took: read no
+            # more from senders until it shrinks (chatsvc.output).
+            self.sink.holdInput("backlog")
+            backlog.wait(self.sink, self._backlogShrunk)
+            return False
+        if self.bucket.take():
+            return True
+        self.sink.holdInput("flood")
+        self._timer = self.clock.callLater(self.bucket.delay(), self._floodOver)
+        return False
+
+    def _backlogShrunk(self) -> None:
+        self.sink.releaseInput("backlog")
+
+    def _floodOver(self) -> None:
+        self._timer = None
+        self.sink.releaseInput("flood")
+
+    def stop(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+
+class ChatSession:
+    """
+    One user's session: reads lines, writes replies and room traffic to
+    its sink.  It is the hub's listener for its member.
+
+    @ivar member: the hub's member once logged in, else L{None}.
+    @ivar room: the current room (where plain text goes).
+    @ivar format: C{text} or C{json}.
+    """
+
+    def __init__(
+        self,
+        hub: Hub,
+        sink,
+        limits: ChatLimits,
+        clock,
+        population: Population | None = None,
+        gateways: dict[str, str] | None = None,
+    ) -> None:
+        self.hub = hub
+        self.sink = sink
+        self.limits = limits
+        self.clock = clock
+        self.population = population
+        self.gateways = gateways if gateways is not None else {}
+        self.member = None
+        self.room = None
+        self.closed = False
+        self.leaveReason = "quit"
+        self.pacing = Pacing(sink, clock, limits, population.backlog if population else None)
+        self._ending = sink.ending
+        self._renderings = sink.renderings
+        self._write = sink.write
+        self._setFormat(TEXT)
+        self._loginTimer = clock.callLater(limits.loginTimeout, self._loginTimedOut)
+        if population is not None:
+            population.sessions.add(self)
+
+    def _setFormat(self, fmt: str) -> None:
+        self.format = fmt
+        self._rendering = self._renderings[fmt]
+        self._sent = self._renderings.get(events.SENT, events.SENT)
+
+    # -- output -------------------------------------------------------------
+
+    def _reply(self, kind: str, text: str, **fields) -> None:
+        self._write(
+            replies.reply(
+                self.format, self.clock.seconds(), kind, text, ending=self._ending, **fields
+            )
+        )
+
+    def _error(self, code: str, text: str) -> None:
+        self._reply("error", text, code=code)
+
+    def _info(self, text: str) -> None:
+        self._reply("info", text)
+
+    def _list(self, first, key, items, shown, empty="nobody", then=None) -> None:
+        """
+        A reply with a list, split over several lines if one would pass
+        the line limit (L{replies.listing}); continuation lines are
+        C{then}, by default like the first.
+        """
+        for line in replies.listing(
+            self.format,
+            self.clock.seconds(),
+            self.sink.maxLine,
+            first,
+            then or first,
+            key,
+            items,
+            shown,
+            empty,
+            ending=self._ending,
+        ):
+            self._write(line)
+
+    def _names(self, first, shown: str, names: list[str]) -> None:
+        """
+        A first line about room C{shown}, then its members' names.
+        """
+        then = replies.ListLine("who", f"#{shown}", {"room": shown})
+        self._list(first, "names", names, names, then=then)
+
+    def deliver(self, event: events.Event) -> None:
+        """
+        The hub's fan-out: the same bytes for everyone reading a rendering
+        (this runs once per recipient of every event: keep it short).
+        """
+        origin = event.origin
+        if origin is not None and self.format is TEXT and self._isOwn(origin):
+            if event.kind in _NOT_ECHOED:
+                return
+            if event.kind == events.PRIVATE:
+                self._ownPrivate(event)
+                return
+        key = self._rendering
+        self._write(event.rendered.get(key) or event.encoded(key))
+
+    def _isOwn(self, origin) -> bool:
+        return origin is self.member
+
+    def _ownPrivate(self, event: events.Event) -> None:
+        """
+        In text mode the sender of a private message sees what went to
+        whom (C{-> bob: text}); sent to oneself, it also arrives.
+        """
+        self._write(event.encoded(self._sent))
+        if event.target == self.member.name:
+            self._write(event.encoded(self._rendering))
+
+    # -- input --------------------------------------------------------------
+
+    def lineReceived(self, line: str) -> None:
+        """
+        One line from the user (decoded, not yet neutralised).
+        """
+        if self.closed:
+            return
+        if self.member is None:
+            self._login(line)
+        elif line.startswith("//"):
+            self._say(line[1:])
+        elif line.startswith("/"):
+            self._command(line)
+        elif line.strip():
+            self._say(line)
+
+    def lineTooLong(self, limit: int) -> None:
+        """
+        The transport refused a line over C{limit} bytes.
+        """
+        self._error("too-long", f"line too long (limit {limit} bytes), ignored")
+
+    def flooded(self) -> None:
+        """
+        More lines wait for the flood rate than the receive queue allows.
+        """
+        self.leaveReason = "flood"
+        queue = self.limits.recvQueue
+        self._close("error", f"flood: more than {queue} lines waiting, disconnecting", code="flood")
+
+    def wrongProtocol(self, spoken: str, what: str = "the chatsvc line protocol") -> None:
+        """
+        A client of another protocol (an IRC client, a browser, TLS) came
+        to this port: one line saying what this port speaks and where
+        that protocol is served, if it is, then close.
+        """
+        where = self.gateways.get(spoken.lower())
+        hint = f"; {spoken} is served at {where}" if where else ""
+        self._close(
+            "error",
+            f"this port speaks {what} (send NAME [ROOM]), not {spoken}{hint}; closing",
+            code="wrong-protocol",
+        )
+
+    # -- login ----------------------------------------------------------------
+
+    def _login(self, line: str) -> None:
+        if _IRC_OPENING.match(line):
+            self.wrongProtocol("IRC")
+            return
+        if _HTTP_REQUEST.match(line):
+            self.wrongProtocol("HTTP")
+            return
+        words = line.split()
+        if words and words[0].startswith("/"):
+            command = words[0].lower()
+            if command in ("/format", "/help", "/quit"):
+                self._command(line)
+            else:
+                self._error("login-first", "log in first: send NAME [ROOM]")
+            return
+        if not 1 <= len(words) <= 2:
+            self._error("invalid", "send NAME [ROOM] to log in (one name, one optional room)")
+            return
+        name = words[0]
+        room = words[1] if len(words) == 2 else DEFAULT_ROOM
+        try:
+            room = checkRoom(room)
+            member = self.hub.login(name, self)
+        except ChatError as e:
+            if e.code == "reuse":
+                self._reply("reuse", f"{e}; send another name")
+            else:
+                self._error(e.code, str(e))
+            return
+        except InvalidName as e:
+            self._error("invalid", f"{e}; send NAME [ROOM]")
+            return
+        self.member = member
+        self._cancelLoginTimer()
+        shown, names = self.hub.who(room)
+        first = replies.ListLine(
+            "success",
+            f"logged in as {member.name}, in #{shown} with",
+            {"name": member.name, "room": shown},
+        )
+        self._names(first, shown, names)
+        self._enter(room)
+
+    def _cancelLoginTimer(self) -> None:
+        timer, self._loginTimer = self._loginTimer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _loginTimedOut(self) -> None:
+        self._loginTimer = None
+        self.leaveReason = "closed"
+        timeout = self.limits.loginTimeout
+        self._close("error", f"login timeout: no login within {timeout:g} seconds", code="timeout")
+
+    # -- rooms ------------------------------------------------------------------
+
+    def _enter(self, name: str) -> None:
+        self.room = self.hub.join(self.member, name)
+        count = self.limits.replay
+        if count:
+            self._sendHistory(self.hub.recent(self.room, count), end=False)
+
+    def _sendHistory(self, messages: list, end: bool = True) -> None:
+        for event in messages:
+            self._write(event.encoded(self._rendering, history=True))
+        if end:
+            self._info(f"end of history of #{self.room.name} ({len(messages)} messages)")
+
+    # -- commands -----------------------------------------------------------------
+
+    def _command(self, line: str) -> None:
+        word, _, argument = line[1:].partition(" ")
+        handler = self._commands.get(word.lower())
+        if handler is None:
+            self._error("unknown-command", f"unknown command /{word} (try /help)")
+            return
+        try:
+            handler(self, argument.strip())
+        except InvalidName as e:
+            self._error("invalid", str(e))
+        except ChatError as e:
+            self._error(e.code, str(e))
+
+    def _say(self, text: str) -> None:
+        self.hub.say(self.member, self.room, text)
+
+    def do_me(self, text: str) -> None:
+        if not text:
+            self._error("usage", "usage: /me TEXT")
+            return
+        self.hub.act(self.member, self.room, text)
+
+    def do_msg(self, argument: str) -> None:
+        name, _, text = argument.partition(" ")
+        if not name or not text.strip():
+            self._error("usage", "usage: /msg NAME TEXT")
+            return
+        self.hub.private(self.member, name, text.strip())
+
+    def do_join(self, argument: str) -> None:
+        if not argument or " " in argument:
+            self._error("usage", "usage: /join ROOM")
+            return
+        name = checkRoom(argument)
+        if self.room is not None and self.hub.room(name) is self.room:
+            self._info(f"you are already in #{self.room.name}")
+            return
+        shown, names = self.hub.who(name)
+        self.hub.part(self.member, self.room, "part")
+        self._names(replies.ListLine("info", f"you are now in #{shown} with"), shown, names)
+        self._enter(name)
+
+    def do_who(self, argument: str) -> None:
+        room = argument or self.room.name
+        shown, names = self.hub.who(room)
+        self._names(replies.ListLine("who", f"#{shown}", {"room": shown}), shown, names)
+
+    def do_rooms(self, argument: str) -> None:
+        rooms = self.hub.roomList()
+        self._list(
+            replies.ListLine("rooms", "rooms"),
+            "rooms",
+            [{"name": name, "members": count} for name, count in rooms],
+            [f"#{name} ({count})" for name, count in rooms],
+            empty="none",
+        )
+
+    def do_nick(self, argument: str) -> None:
+        if not argument or " " in argument:
+            self._error("usage", "usage: /nick NAME")
+            return
+        self.hub.rename(self.member, argument)
+
+    def do_history(self, argument: str) -> None:
+        count = self.limits.historyDefault
+        if argument:
+            # ASCII digits only: str.isdigit() also says yes to '²', which
+            # int() refuses.
+            if not (argument.isascii() and argument.isdigit()):
+                self._error("usage", "usage: /history [N]")
+                return
+            count = min(int(argument), self.hub.historyLimit)
+        self._sendHistory(self.hub.recent(self.room, count))
+
+    def do_format(self, argument: str) -> None:
+        choice = argument.lower()
+        if choice not in FORMATS:
+            self._error("usage", "usage: /format text|json")
+            return
+        self._setFormat(TEXT if choice == TEXT else JSON)
+        self._info(f"format is now {self.format}")
+
+    def do_quit(self, argument: str) -> None:
+        self.leaveReason = f"quit: {argument}" if argument else "quit"
+        self._leave()
+        self._close("info", "bye")
+
+    def do_help(self, argument: str) -> None:
+        self._info(HELP)
+
+    _commands = {
+        "me": do_me,
+        "msg": do_msg,
+        "join": do_join,
+        "who": do_who,
+        "rooms": do_rooms,
+        "nick": do_nick,
+        "history": do_history,
+        "format": do_format,
+        "quit": do_quit,
+        "help": do_help,
+    }
+
+    # -- leaving --------------------------------------------------------------------
+
+    def _close(self, kind: str, text: str, **fields) -> None:
+        """
+        Say a last line and close (the member leaves at once).
+        """
+        self._leave()
+        if not self.closed:
+            self._reply(kind, text, **fields)
+            self.closed = True
+            self.sink.close()
+
+    def _leave(self) -> None:
+        member, self.member = self.member, None
+        if member is not None:
+            population = self.population
+            announce = population is None or not population.shuttingDown
+            self.hub.quit(member, self.leaveReason, announce=announce)
+
+    def idleTimedOut(self, timeout: float) -> None:
+        """
+        Nothing was received for the idle timeout.
+        """
+        self.leaveReason = "idle"
+        self._close("error", f"idle for {timeout:g} seconds, closing", code="idle")
+
+    def shutdown(self, notice: str) -> None:
+        """
+        The server is stopping: a last line, then close.
+        """
+        self.leaveReason = "shutting down"
+        self._close("info", notice)
+
+    def connectionLost(self, reason: str | None = None) -> None:
+        """
+        The transport is gone (the peer closed, or it was cut): the member
+        leaves with the reason set so far (C{reason} if given).
+        """
+        if reason is not None:
+            self.leaveReason = reason
+        self.closed = True
+        self._cancelLoginTimer()
+        self.pacing.stop()
+        self._leave()
+        if self.population is not None:
+            self.population.sessions.discard(self)
