@@ -1,7 +1,8 @@
 """
 Tests for L{chatsvc.chat.events} and L{chatsvc.chat.replies}: the text
 rendering exactly as the contract's examples, the JSON rendering's keys,
-one rendering per format shared by every recipient.
+one rendering per format shared by every recipient, formats registered
+by adapters with their own endings, and events as plain data.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ ALL = [
     Event(events.LEAVE, "lobby", "bob", "quit: gone fishing", ts=TS),
     Event(events.RENAME, "lobby", "bob", target="robert", ts=TS),
     Event(events.PRIVATE, None, "alice", "psst", target="bob", ts=TS),
+    Event(events.TOPIC, "lobby", "alice", "release on Friday", ts=TS),
 ]
 
 
@@ -58,6 +60,7 @@ class TextRenderingTests(unittest.SynchronousTestCase):
             f"{stamp()} #lobby bob left (quit: gone fishing)",
             f"{stamp()} #lobby bob is now robert",
             f"{stamp()} (private) alice: psst",
+            f"{stamp()} #lobby alice set the topic: release on Friday",
         ]
         for event, line in zip(ALL, expected, strict=True):
             self.assertEqual(event.encoded(TEXT), line.encode("utf-8") + b"\n")
@@ -78,6 +81,10 @@ class TextRenderingTests(unittest.SynchronousTestCase):
     def test_unicode(self) -> None:
         line = Event(events.MESSAGE, "café", "Zoë", "ça va ☕", id=1, ts=TS).encoded(TEXT)
         self.assertEqual(line.decode("utf-8"), f"{stamp()} #café Zoë: ça va ☕\n")
+
+    def test_topicCleared(self) -> None:
+        line = Event(events.TOPIC, "lobby", "alice", "", ts=TS).encoded(TEXT)
+        self.assertEqual(line, f"{stamp()} #lobby alice cleared the topic\n".encode())
 
     def test_unknownKind(self) -> None:
         self.assertRaises(ValueError, events.renderText, Event("bogus", "lobby", "a", ts=TS))
@@ -102,6 +109,7 @@ class JSONRenderingTests(unittest.SynchronousTestCase):
             "leave": {"type", "ts", "room", "name", "reason"},
             "rename": {"type", "ts", "room", "from", "to"},
             "private": {"type", "ts", "from", "to", "text"},
+            "topic": {"type", "ts", "room", "from", "text"},
         }
         for event in ALL:
             obj = self.decoded(event)
@@ -129,9 +137,19 @@ class JSONRenderingTests(unittest.SynchronousTestCase):
         self.assertEqual(
             (objects[5]["from"], objects[5]["to"], objects[5]["text"]), ("alice", "bob", "psst")
         )
+        self.assertEqual(
+            objects[6],
+            {
+                "type": "topic",
+                "ts": isoTime(TS),
+                "room": "lobby",
+                "from": "alice",
+                "text": "release on Friday",
+            },
+        )
 
     def test_roomWithoutHash(self) -> None:
-        for event in ALL[:5]:
+        for event in ALL[:5] + ALL[6:]:
             self.assertEqual(self.decoded(event)["room"], "lobby")
 
     def test_timestamp(self) -> None:
@@ -204,6 +222,121 @@ class EncodedOnceTests(unittest.SynchronousTestCase):
 
     def test_repr(self) -> None:
         self.assertIn("message", repr(message()))
+
+
+class RegistryTests(unittest.SynchronousTestCase):
+    """
+    Formats are open: an adapter registers its rendering and the ending
+    its transport wants.
+    """
+
+    def register(self, name: str, render, ending: bytes = b"\n") -> None:
+        events.register(name, render, ending)
+        self.addCleanup(events.unregister, name)
+
+    def test_builtIn(self) -> None:
+        """
+        The line formats are registered, each with a newline.
+        """
+        self.assertLessEqual({TEXT, JSON, events.SENT}, set(events.formats()))
+        event = Event(events.PRIVATE, None, "alice", "psst", target="bob", ts=TS)
+        self.assertEqual(event.encoded(events.SENT), f"{stamp()} (private) -> bob: psst\n".encode())
+
+    def test_ending(self) -> None:
+        """
+        A registered format's bytes are its rendering plus its ending:
+        none for a transport that frames by itself, CRLF for IRC.
+        """
+        self.register("frame", lambda event, history: f"{event.name}:{event.text}", b"")
+        self.register("crlf", lambda event, history: f"<{event.text}>", b"\r\n")
+        event = message()
+        self.assertEqual(event.encoded("frame"), b"alice:hello")
+        self.assertEqual(event.encoded("crlf"), b"<hello>\r\n")
+
+    def test_renderedOncePerFormat(self) -> None:
+        """
+        A registered format is rendered once per event (and once more for
+        a history replay, told to the rendering); the live rendering is
+        kept under the bare name, which the fan-out reads directly.
+        """
+        calls = []
+
+        def render(event, history):
+            calls.append(history)
+            return "replay" if history else "live"
+
+        self.register("counted", render, b"")
+        event = message()
+        for _ in range(10):
+            live = event.rendered.get("counted") or event.encoded("counted")
+            self.assertEqual(live, b"live")
+            self.assertEqual(event.encoded("counted", history=True), b"replay")
+        self.assertEqual(calls, [False, True])
+        self.assertIs(event.rendered["counted"], event.encoded("counted"))
+
+    def test_unknown(self) -> None:
+        """
+        An unknown format is an error, not silently JSON.
+        """
+        self.assertRaises(KeyError, message().encoded, "nonesuch")
+        self.assertRaises(KeyError, message().encoded, "nonesuch", True)
+
+    def test_registeredTwice(self) -> None:
+        """
+        Registering the same rendering again is harmless; another one
+        under a taken name is refused.
+        """
+
+        def render(event, history):
+            return "x"
+
+        self.register("twice", render)
+        events.register("twice", render)
+        self.assertRaises(ValueError, events.register, "twice", lambda e, h: "y")
+        self.assertRaises(ValueError, events.register, "twice", render, b"")
+        self.assertRaises(ValueError, events.register, TEXT, render)
+        self.assertEqual(message().encoded("twice"), b"x\n")
+
+
+class SerialisedTests(unittest.SynchronousTestCase):
+    """
+    Events are plain data: they can cross a process boundary.
+    """
+
+    def test_roundTrip(self) -> None:
+        """
+        Every kind of event survives C{json.dumps} and C{json.loads} of
+        its dict, its origin (a member id) included, and renders the same
+        afterwards.
+        """
+        kinds = set()
+        for original in ALL + [Event(events.LEAVE, "dev", "bob", "part", ts=WHOLE)]:
+            original.origin = "node1:42"
+            original.encoded(TEXT)
+            data = original.toDict()
+            self.assertEqual(set(data), set(events.FIELDS))
+            copy = Event.fromDict(json.loads(json.dumps(data)))
+            kinds.add(copy.kind)
+            for field in events.FIELDS:
+                self.assertEqual(getattr(copy, field), getattr(original, field), field)
+            self.assertEqual(copy.rendered, {})
+            for fmt in (TEXT, JSON):
+                self.assertEqual(copy.encoded(fmt), original.encoded(fmt))
+        self.assertEqual(kinds, set(events.KINDS))
+
+    def test_renderingsNotSerialised(self) -> None:
+        event = message()
+        event.encoded(TEXT)
+        event.encoded(JSON, history=True)
+        self.assertNotIn("rendered", event.toDict())
+        self.assertEqual(event.toDict()["origin"], None)
+
+    def test_unknownKeysIgnored(self) -> None:
+        """
+        A newer node may send more keys: they are ignored.
+        """
+        data = dict(message().toDict(), colour="blue")
+        self.assertEqual(Event.fromDict(data).text, "hello")
 
 
 class ReplyTests(unittest.SynchronousTestCase):
