@@ -1,13 +1,18 @@
 """
 Test doubles for code built on the chat, shipped with the package (as
-C{treq.testing} is with treq).
+C{treq.testing} is with treq).  Each double of a seam implements its
+interface (L{chatsvc.chat.interfaces}).
 
-  - L{RecordingBus}: the single-process bus, remembering every event it
-    carried;
-  - L{FakeListener}: a member's listener that keeps what it is given;
-  - L{MemoryHistory} and L{Clock}, re-exported, so that
-    C{Hub(Clock(), MemoryHistory(), RecordingBus())} is a whole chat
-    domain without a reactor;
+  - L{RecordingBus}: the single-process bus (L{IBus}), remembering every
+    event it carried;
+  - L{FakeListener}: a member's listener (L{IListener}) that keeps what
+    it is given;
+  - L{RecordingState}: the single-process state (L{IChatState}),
+    remembering which of its calls were made, so that a test can see
+    what the Hub asks of it (and that delivery asks nothing);
+  - L{MemoryHistory} (L{IHistory}), L{LocalState} and L{Clock},
+    re-exported, so that C{Hub(Clock(), MemoryHistory(), RecordingBus())}
+    is a whole chat domain without a reactor;
   - L{lineConnection}: a line protocol of a factory on a
     C{StringTransport}, as if a peer had connected.
 """
@@ -17,12 +22,23 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from zope.interface import implementer
 
 from chatsvc.chat.events import Event
 from chatsvc.chat.history import MemoryHistory
+from chatsvc.chat.interfaces import IChatState, IListener
 from chatsvc.chat.rooms import LocalBus
+from chatsvc.chat.state import LocalState
 
-__all__ = ["Clock", "FakeListener", "MemoryHistory", "RecordingBus", "lineConnection"]
+__all__ = [
+    "Clock",
+    "FakeListener",
+    "LocalState",
+    "MemoryHistory",
+    "RecordingBus",
+    "RecordingState",
+    "lineConnection",
+]
 
 
 class RecordingBus(LocalBus):
@@ -47,6 +63,7 @@ class RecordingBus(LocalBus):
         return [e.kind for e in self.events]
 
 
+@implementer(IListener)
 class FakeListener:
     """
     A member's listener that keeps every event delivered to it.
@@ -71,6 +88,37 @@ class FakeListener:
 
     def clear(self) -> None:
         del self.events[:]
+
+
+def _recorded(name: str):
+    method = getattr(LocalState, name)
+
+    def recorded(self, *args):
+        self.calls.append(name)
+        return method(self, *args)
+
+    recorded.__name__ = name
+    recorded.__doc__ = method.__doc__
+    return recorded
+
+
+@implementer(IChatState)
+class RecordingState(LocalState):
+    """
+    A L{LocalState} that remembers the name of every call made to it
+    (through L{IChatState}), in order.
+
+    @ivar calls: the names of the methods called.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+
+for _name in IChatState.names():
+    setattr(RecordingState, _name, _recorded(_name))
+del _name
 
 
 def lineConnection(factory, host: str = "10.0.0.1", port: int = 40000):

@@ -253,6 +253,16 @@ class RegistryTests(unittest.SynchronousTestCase):
         self.assertEqual(event.encoded("frame"), b"alice:hello")
         self.assertEqual(event.encoded("crlf"), b"<hello>\r\n")
 
+    def test_reuseRendering(self) -> None:
+        """
+        An adapter may register a known rendering with another ending (a
+        WebSocket's JSON frames).
+        """
+        self.assertEqual(events.RENDERINGS[JSON].ending, b"\n")
+        self.register("json-frame", events.RENDERINGS[JSON].render, b"")
+        event = message()
+        self.assertEqual(event.encoded("json-frame") + b"\n", event.encoded(JSON))
+
     def test_renderedOncePerFormat(self) -> None:
         """
         A registered format is rendered once per event (and once more for

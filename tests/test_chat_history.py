@@ -3,8 +3,9 @@ Tests for L{chatsvc.chat.history}: the SQLite store on a temporary
 directory with the real reactor (its writer is a thread), and the memory
 store.
 
-Batching, ids and C{/history} across a restart, one store per file and
-no stored message ever overwritten, and the faults: a path that cannot
+Batching, ids and C{/history} across a restart, topics kept across a
+restart, the schema upgraded in place, one store per file and no stored
+message ever overwritten, and the faults: a path that cannot
 be opened, a corrupt file, a database locked by another process, a store
 that cannot keep up.  A fault is a L{HistoryError} at start or a log
 line later; the reactor never waits for the disk.
@@ -167,9 +168,9 @@ class SQLiteTests(SQLiteTestCase):
         batches = []
 
         class Counting(SQLiteHistory):
-            def _write(self, batch):
+            def _write(self, batch, topics=()):
                 batches.append(len(batch))
-                return super()._write(batch)
+                return super()._write(batch, topics)
 
         history = Counting(path, reactor, batchSize=1000)
         history.open()
@@ -261,6 +262,166 @@ class SQLiteTests(SQLiteTestCase):
         history.append("dev", self.message(1, "in dev", room="dev"))
         await history.stop()
         self.assertEqual([(r[0], r[1]) for r in rows(path)], [("dev", 1), ("lobby", 1)])
+
+
+def topicRows(path: str) -> list[tuple]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute(
+            "SELECT room, room_name, text, setter, ts FROM topics ORDER BY room"
+        ).fetchall()
+    finally:
+        connection.close()
+
+
+def userVersion(path: str) -> int:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        connection.close()
+
+
+class SQLiteTopicTests(SQLiteTestCase):
+    async def test_restart(self) -> None:
+        """
+        Topics are written with the messages and come back after a
+        restart: a new hub on the same file shows them, the last one set
+        per room, and a cleared one is gone.
+        """
+        path = self.path()
+        history = self.store(path, flushDelay=0)
+        hub, alice = self.hub(history)
+        lobby = hub.join(alice, "Lobby")
+        hub.say(alice, lobby, "hi")
+        hub.setTopic(alice, lobby, "first")
+        hub.setTopic(alice, lobby, "welcome to the lobby")
+        dev = hub.join(alice, "dev")
+        hub.setTopic(alice, dev, "gone soon")
+        quiet = hub.join(alice, "Quiet")
+        hub.setTopic(alice, quiet, "shh")
+        await waitFor(lambda: len(topicRows(path)) == 3, "the topics to be written")
+        hub.setTopic(alice, dev, "")
+        await history.stop()
+        self.assertEqual(
+            topicRows(path),
+            [
+                ("lobby", "Lobby", "welcome to the lobby", "alice", START),
+                ("quiet", "Quiet", "shh", "alice", START),
+            ],
+        )
+
+        history = self.store(path)
+        hub = Hub(Clock(), history)
+        hub.restore()
+        self.assertEqual(hub.topic(hub.room("lobby")), ("welcome to the lobby", "alice", START))
+        self.assertEqual(hub.room("quiet").name, "Quiet")
+        self.assertEqual(hub.topic(hub.room("quiet"))[0], "shh")
+        self.assertIsNone(hub.room("dev"))
+        self.assertEqual([e.kind for e in history.topics()], [events.TOPIC] * 2)
+
+    async def test_upgrade(self) -> None:
+        """
+        A history file written before topics (no topics table, no schema
+        version) is upgraded in place when opened: its messages stay and
+        go on, topics are kept from then on.
+        """
+        path = self.path()
+        connection = sqlite3.connect(path)
+        connection.executescript(
+            """
+            CREATE TABLE messages (
+                room TEXT NOT NULL, id INTEGER NOT NULL, room_name TEXT NOT NULL,
+                kind TEXT NOT NULL, sender TEXT NOT NULL, text TEXT NOT NULL,
+                ts REAL NOT NULL, PRIMARY KEY (room, id)
+            ) WITHOUT ROWID;
+            INSERT INTO messages VALUES ('lobby', 1, 'lobby', 'message', 'old', 'before', 1.0);
+            """
+        )
+        connection.close()
+        self.assertEqual(userVersion(path), 0)
+        history = self.store(path, flushDelay=0)
+        self.assertEqual(userVersion(path), historyModule.SCHEMA_VERSION)
+        self.assertEqual(history.topics(), [])
+        hub, alice = self.hub(history)
+        lobby = hub.join(alice, "lobby")
+        self.assertEqual(hub.say(alice, lobby, "after").id, 2)
+        hub.setTopic(alice, lobby, "new")
+        await history.stop()
+        self.assertEqual([r[5] for r in rows(path)], ["before", "after"])
+        self.assertEqual([r[2] for r in topicRows(path)], ["new"])
+
+    def test_newerRefused(self) -> None:
+        """
+        A file written by a newer chatsvc (a higher schema version) is a
+        one-line start-up error, not misread; the file is left alone.
+        """
+        path = self.path()
+        connection = sqlite3.connect(path)
+        connection.execute("PRAGMA user_version = 99")
+        connection.close()
+        error = self.assertRaises(HistoryError, SQLiteHistory(path, reactor).open)
+        self.assertIn("newer chatsvc", str(error))
+        self.assertIn(path, str(error))
+        self.assertEqual(len(str(error).splitlines()), 1)
+        self.assertEqual(userVersion(path), 99)
+        # The lock is released: a fixed file opens.
+        os.remove(path)
+        self.store(path)
+
+    async def test_retriedAfterFailure(self) -> None:
+        """
+        A topic whose write fails is written once the store works again;
+        one set while that write was failing wins over it.
+        """
+        path = self.path()
+        history = self.store(path, flushDelay=0)
+        hub, alice = self.hub(history)
+        lobby = hub.join(alice, "lobby")
+        dev = hub.join(alice, "dev")
+        state = {"fail": True}
+
+        def meanwhile() -> None:
+            hub.setTopic(alice, dev, "new dev topic")
+            state["meanwhile"] = True
+
+        realConnect = historyModule._connect
+        self.patch(
+            historyModule,
+            "_connect",
+            lambda path, timeout: TopicFailing(realConnect(path, timeout), state, meanwhile),
+        )
+        hub.setTopic(alice, lobby, "lobby topic")
+        hub.setTopic(alice, dev, "old dev topic")
+        await waitFor(lambda: history._failing and state.get("meanwhile"), "a failed write")
+        await history.stop()
+        self.assertEqual(
+            [(r[0], r[2]) for r in topicRows(path)],
+            [("dev", "new dev topic"), ("lobby", "lobby topic")],
+        )
+
+
+class TopicFailing:
+    """
+    A writer connection whose first topic write fails, after asking the
+    reactor thread to run C{meanwhile} (which then runs before the
+    failure is seen there); everything else is the real connection.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, state: dict, meanwhile) -> None:
+        self._connection = connection
+        self._state = state
+        self._meanwhile = meanwhile
+
+    def execute(self, sql, *args):
+        if sql == historyModule._SET_TOPIC and self._state["fail"]:
+            self._state["fail"] = False
+            reactor.callFromThread(self._meanwhile)
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._connection.execute(sql, *args)
+
+    def __getattr__(self, name: str):
+        return getattr(self._connection, name)
 
 
 class SQLiteLockTests(SQLiteTestCase):
@@ -611,3 +772,23 @@ class MemoryHistoryTests(unittest.SynchronousTestCase):
         [(_, _, nothing)] = list(history.load(0))
         self.assertEqual(nothing, [])
         self.successResultOf(history.stop())
+
+    def test_topics(self) -> None:
+        """
+        The last topic of each room is kept; a cleared one is gone.
+        """
+        history = MemoryHistory()
+        history.open()
+        hub = Hub(Clock(), history)
+        alice = hub.login("alice", FakeListener())
+        lobby = hub.join(alice, "Lobby")
+        dev = hub.join(alice, "dev")
+        hub.setTopic(alice, lobby, "one")
+        hub.setTopic(alice, lobby, "two")
+        hub.setTopic(alice, dev, "dev")
+        hub.setTopic(alice, dev, "")
+        [topic] = history.topics()
+        self.assertEqual(
+            (topic.kind, topic.room, topic.name, topic.text),
+            (events.TOPIC, "Lobby", "alice", "two"),
+        )

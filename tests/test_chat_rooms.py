@@ -8,8 +8,17 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from chatsvc.chat import events
-from chatsvc.chat.rooms import Hub, InvalidName, NameTaken, NoSuchName, NotInRoom
-from chatsvc.testing import Clock, FakeListener, MemoryHistory, RecordingBus
+from chatsvc.chat.events import Event
+from chatsvc.chat.rooms import (
+    TOPIC_MAX,
+    Hub,
+    InvalidName,
+    NameTaken,
+    NoSuchName,
+    NotInRoom,
+    TooLong,
+)
+from chatsvc.testing import Clock, FakeListener, MemoryHistory, RecordingBus, RecordingState
 
 
 class HubTestCase(unittest.SynchronousTestCase):
@@ -198,10 +207,12 @@ class TalkTests(HubTestCase):
             (events.MESSAGE, "lobby", "alice", "hello", 1, 1001.5),
         )
         # Everybody in the room gets the same event (adapters decide about
-        # echoes), and nothing keeps the member alive through it.
+        # echoes), and nothing keeps the member alive through it: its
+        # origin is the sender's id, a string, kept after delivery.
         self.assertEqual(aliceHears.events, [event])
         self.assertEqual(bobHears.events, [event])
-        self.assertIsNone(event.origin)
+        self.assertEqual(event.origin, alice.id)
+        self.assertIsInstance(event.origin, str)
         self.assertEqual(self.history.messages("lobby"), [event])
 
     def test_harmless(self) -> None:
@@ -228,8 +239,8 @@ class TalkTests(HubTestCase):
 
     def test_originDuringDelivery(self) -> None:
         """
-        During delivery the event names the member that caused it, so an
-        adapter can tell its own events.
+        During delivery the event names the member that caused it, by id,
+        so an adapter can tell its own events.
         """
         seen = []
 
@@ -240,7 +251,23 @@ class TalkTests(HubTestCase):
         alice = self.hub.login("alice", Peek())
         self.hub.join(alice, "lobby")
         self.hub.say(alice, alice.rooms["lobby"], "x")
-        self.assertEqual(seen, [alice, alice])
+        self.assertEqual(seen, [alice.id, alice.id])
+
+    def test_originAfterwards(self) -> None:
+        """
+        An event that comes back later (from another node, through a
+        cluster bus) still names its sender: the origin is not cleared
+        after publishing, and a copy made from its plain data is told
+        apart the same way.
+        """
+        alice, heard = self.member("alice")
+        event = self.hub.say(alice, alice.rooms["lobby"], "x")
+        self.assertEqual(event.origin, alice.id)
+        again = Event.fromDict(event.toDict())
+        heard.clear()
+        self.hub.deliver(again)
+        [late] = heard.events
+        self.assertEqual(late.origin, alice.id)
 
     def test_idsPerRoom(self) -> None:
         alice, _ = self.member("alice")
@@ -325,6 +352,219 @@ class TalkTests(HubTestCase):
         self.assertEqual(hub.who("lobby"), ("lobby", ["first", "last"]))
 
 
+class MemberIdTests(HubTestCase):
+    def test_unique(self) -> None:
+        """
+        Every login gets a new id, also for a name used before; the ids
+        carry the hub's node id.
+        """
+        hub = Hub(Clock(), nodeId="node7")
+        ids = []
+        for _ in range(3):
+            member = hub.login("alice", FakeListener())
+            ids.append(member.id)
+            hub.quit(member)
+        self.assertEqual(len(set(ids)), 3)
+        for id in ids:
+            self.assertIsInstance(id, str)
+            self.assertTrue(id.startswith("node7:"), id)
+
+    def test_nodesDiffer(self) -> None:
+        """
+        Without a node id, two hubs (two nodes) still give different ids.
+        """
+        first = Hub(Clock()).login("alice", FakeListener())
+        second = Hub(Clock()).login("alice", FakeListener())
+        self.assertNotEqual(first.id, second.id)
+
+    def test_privateSenderById(self) -> None:
+        """
+        The sender of a private message gets its copy by its id: also
+        when it has another name by the time the message is delivered.
+        """
+        alice, aliceHears = self.member("alice")
+        _, bobHears = self.member("bob")
+        event = self.hub.private(alice, "bob", "psst")
+        self.hub.rename(alice, "alicia")
+        aliceHears.clear()
+        bobHears.clear()
+        self.hub.deliver(Event.fromDict(event.toDict()))
+        self.assertEqual(len(aliceHears.events), 1)
+        self.assertEqual(len(bobHears.events), 1)
+
+
+class StateTests(HubTestCase):
+    """
+    The hub asks its state (L{IChatState}) for what all nodes share, and
+    nothing when it delivers.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.state = RecordingState()
+        self.hub = Hub(self.clock, self.history, self.bus, historyLimit=50, state=self.state)
+
+    def test_sharedThroughState(self) -> None:
+        """
+        Names, membership, ids and lookups are the state's: a second hub
+        on the same state (a second node) sees the first one's members,
+        cannot take their names, and continues their rooms' ids.
+        """
+        alice, _ = self.member("alice")
+        self.hub.say(alice, alice.rooms["lobby"], "one")
+        other = Hub(Clock(), MemoryHistory(), RecordingBus(), state=self.state, nodeId="other")
+        self.assertRaises(NameTaken, other.login, "ALICE", FakeListener())
+        bob = other.login("bob", FakeListener())
+        lobby = other.join(bob, "lobby")
+        self.assertEqual(other.who("lobby"), ("lobby", ["alice", "bob"]))
+        self.assertEqual(self.hub.who("lobby"), ("lobby", ["alice", "bob"]))
+        self.assertEqual(self.hub.roomList(), [("lobby", 2)])
+        self.assertEqual(other.say(bob, lobby, "two").id, 2)
+        # Known to the state, not a member of this node.
+        self.assertIsNone(other.find("alice"))
+        self.assertEqual(other.private(bob, "alice", "hi").target, "alice")
+
+    def test_renameIsOneCall(self) -> None:
+        """
+        A rename is one state call (claim new, release old: atomic), and
+        a refused one changes nothing.
+        """
+        alice, _ = self.member("alice")
+        self.member("bob")
+        del self.state.calls[:]
+        self.hub.rename(alice, "alicia")
+        self.assertEqual(self.state.calls, ["rename"])
+        self.assertRaises(NameTaken, self.hub.rename, alice, "bob")
+        self.assertEqual(self.state.holder("alicia")[1], "alicia")
+        self.assertIsNone(self.state.holder("alice"))
+
+    def test_deliveryAsksNothing(self) -> None:
+        """
+        Fan-out is the hot path: it never asks the state.
+        """
+        alice, _ = self.member("alice")
+        bob, _ = self.member("bob")
+        event = self.hub.say(alice, alice.rooms["lobby"], "x")
+        private = self.hub.private(alice, "bob", "y")
+        del self.state.calls[:]
+        for _ in range(3):
+            self.hub.deliver(event)
+            self.hub.deliver(private)
+        self.assertEqual(self.state.calls, [])
+
+    def test_quitReleases(self) -> None:
+        alice, _ = self.member("alice")
+        self.hub.quit(alice)
+        self.assertIsNone(self.state.holder("alice"))
+        self.assertIsNone(self.state.who("lobby"))
+
+
+class SnapshotTests(HubTestCase):
+    def test_snapshotShared(self) -> None:
+        """
+        Deliveries share one snapshot of a room's local members until they
+        change; a join or a part makes the next delivery take a new one.
+        """
+        alice, _ = self.member("alice")
+        room = alice.rooms["lobby"]
+        self.hub.say(alice, room, "1")
+        first = room.targets
+        self.hub.say(alice, room, "2")
+        self.assertIs(room.targets, first)
+        bob, bobHears = self.member("bob")
+        self.hub.say(alice, room, "3")
+        self.assertEqual(len(room.targets), 2)
+        self.assertEqual(bobHears.texts(events.MESSAGE), ["3"])
+        self.hub.part(bob, room, "part")
+        self.hub.say(alice, room, "4")
+        self.assertEqual(len(room.targets), 1)
+        self.assertEqual(bobHears.texts(events.MESSAGE), ["3"])
+
+
+class TopicTests(HubTestCase):
+    def test_setTopic(self) -> None:
+        """
+        A member sets its room's topic: the room hears a TOPIC event, the
+        hub answers with it, and it is kept with the history.
+        """
+        alice, aliceHears = self.member("alice")
+        _, bobHears = self.member("bob")
+        _, carolHears = self.member("carol", "dev")
+        room = alice.rooms["lobby"]
+        self.assertIsNone(self.hub.topic(room))
+        self.clock.advance(2)
+        event = self.hub.setTopic(alice, room, "  release on Friday ")
+        self.assertEqual(
+            (event.kind, event.room, event.name, event.text, event.ts, event.origin),
+            (events.TOPIC, "lobby", "alice", "release on Friday", 1002, alice.id),
+        )
+        self.assertEqual(aliceHears.events, [event])
+        self.assertEqual(bobHears.events, [event])
+        self.assertEqual(carolHears.events, [])
+        self.assertEqual(self.hub.topic(room), ("release on Friday", "alice", 1002))
+        [kept] = self.history.topics()
+        self.assertEqual(
+            (kept.room, kept.name, kept.text, kept.ts),
+            ("lobby", "alice", "release on Friday", 1002),
+        )
+        # Not a message: no id, not in /history.
+        self.assertIsNone(event.id)
+        self.assertEqual(self.hub.recent(room, 10), [])
+
+    def test_clear(self) -> None:
+        alice, heard = self.member("alice")
+        room = alice.rooms["lobby"]
+        self.hub.setTopic(alice, room, "something")
+        event = self.hub.setTopic(alice, room, "   ")
+        self.assertEqual(event.text, "")
+        self.assertIsNone(self.hub.topic(room))
+        self.assertEqual(self.history.topics(), [])
+        self.assertEqual(heard.kinds(), [events.TOPIC, events.TOPIC])
+
+    def test_notInRoom(self) -> None:
+        alice, _ = self.member("alice")
+        bob, heard = self.member("bob", "dev")
+        error = self.assertRaises(NotInRoom, self.hub.setTopic, bob, alice.rooms["lobby"], "x")
+        self.assertEqual(error.code, "not-in-room")
+        self.assertIsNone(self.hub.topic(alice.rooms["lobby"]))
+
+    def test_tooLong(self) -> None:
+        """
+        A topic is at most L{TOPIC_MAX} characters; a longer one is refused
+        (not cut), and the topic before it stays.
+        """
+        alice, heard = self.member("alice")
+        room = alice.rooms["lobby"]
+        self.hub.setTopic(alice, room, "before")
+        heard.clear()
+        self.hub.setTopic(alice, room, "é" * TOPIC_MAX)
+        error = self.assertRaises(TooLong, self.hub.setTopic, alice, room, "x" * (TOPIC_MAX + 1))
+        self.assertEqual(error.code, "too-long")
+        self.assertIn(str(TOPIC_MAX), str(error))
+        self.assertEqual(self.hub.topic(room)[0], "é" * TOPIC_MAX)
+        self.assertEqual(len(heard.events), 1)
+
+    def test_harmless(self) -> None:
+        alice, _ = self.member("alice")
+        event = self.hub.setTopic(alice, alice.rooms["lobby"], "\x1b[2Jbad\u202e")
+        self.assertEqual(event.text, "\u238b[2Jbad\ufffd")
+        self.assertEqual(self.hub.topic(alice.rooms["lobby"])[0], event.text)
+
+    def test_topicKeepsRoom(self) -> None:
+        """
+        A room with a topic is not forgotten when everyone leaves, and
+        has it when joined again.
+        """
+        alice, _ = self.member("alice", "quiet")
+        self.hub.setTopic(alice, alice.rooms["quiet"], "shh")
+        self.hub.quit(alice)
+        room = self.hub.room("QUIET")
+        self.assertIsNotNone(room)
+        self.assertEqual(self.hub.topic(room)[0], "shh")
+        bob, _ = self.member("bob", None)
+        self.assertEqual(self.hub.topic(self.hub.join(bob, "quiet"))[0], "shh")
+
+
 class RenameTests(HubTestCase):
     def test_rename(self) -> None:
         alice, aliceHears = self.member("alice")
@@ -388,6 +628,7 @@ class RestoreTests(HubTestCase):
         hub = Hub(Clock(), self.history, RecordingBus(), historyLimit=3)
         hub.restore()
         self.assertEqual(hub.roomList(), [])
+        self.assertEqual(hub.roomList(), [])
         lobby = hub.room("lobby")
         self.assertEqual([e.text for e in hub.recent(lobby, 10)], ["m2", "m3", "m4"])
         self.assertEqual(hub.room("dev").name, "Dev")
@@ -395,3 +636,35 @@ class RestoreTests(HubTestCase):
         hub.join(bob, "lobby")
         self.assertEqual(hub.say(bob, lobby, "next").id, 6)
         self.assertEqual(hub.say(bob, hub.join(bob, "dev"), "next").id, 2)
+
+    def test_topicsRestored(self) -> None:
+        """
+        A new hub on the same history has the rooms' topics, also of a
+        room where nothing was said.
+        """
+        alice, _ = self.member("alice")
+        self.hub.say(alice, alice.rooms["lobby"], "hi")
+        self.hub.setTopic(alice, alice.rooms["lobby"], "welcome")
+        quiet = self.hub.join(alice, "Quiet")
+        self.hub.setTopic(alice, quiet, "shh")
+        hub = Hub(Clock(), self.history, RecordingBus())
+        hub.restore()
+        self.assertEqual(hub.topic(hub.room("lobby")), ("welcome", "alice", 1000))
+        self.assertEqual(hub.room("quiet").name, "Quiet")
+        self.assertEqual(hub.topic(hub.room("quiet"))[0], "shh")
+
+    def test_noHistoryLimit(self) -> None:
+        """
+        With no recent messages kept, a room known from history is still
+        found, with its name and its ids.
+        """
+        alice, _ = self.member("alice", "Dev")
+        self.hub.say(alice, alice.rooms["dev"], "one")
+        hub = Hub(Clock(), self.history, RecordingBus(), historyLimit=0)
+        hub.restore()
+        bob = hub.login("bob", FakeListener())
+        room = hub.join(bob, "dev")
+        self.assertEqual(room.name, "Dev")
+        hub.part(bob, room, "part")
+        self.assertEqual(hub.room("dev").name, "Dev")
+        self.assertEqual(hub.say(bob, hub.join(bob, "dev"), "two").id, 2)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 TEXT = "text"
 JSON = "json"
@@ -142,7 +144,7 @@ class Event:
         key = (fmt, True) if history else fmt
         data = self.rendered.get(key)
         if data is None:
-            render, ending = _formats[fmt]
+            render, ending = RENDERINGS[fmt]
             data = self.rendered[key] = render(self, history).encode("utf-8") + ending
         return data
 
@@ -171,8 +173,22 @@ class Event:
         return cls(**{key: data[key] for key in FIELDS if key in data})
 
 
-#: Registered formats: name -> (render, ending).
-_formats: dict[str, tuple] = {}
+class Rendering(NamedTuple):
+    """
+    A registered format: how an event is rendered, and what follows.
+    """
+
+    #: C{render(event, history) -> str}: the rendering without its ending.
+    render: Callable[[Event, bool], str]
+    #: Appended to every rendering (the transport's framing).
+    ending: bytes
+
+
+#: The registered formats by name (read it; change it with L{register}):
+#: an adapter may register a format of its own on another one's
+#: rendering, e.g. C{register("json-frame", RENDERINGS["json"].render,
+#: b"")}.
+RENDERINGS: dict[str, Rendering] = {}
 
 
 def register(name: str, render, ending: bytes = b"\n") -> None:
@@ -186,24 +202,25 @@ def register(name: str, render, ending: bytes = b"\n") -> None:
     @raise ValueError: another rendering is registered under that name
         (registering the same one again is harmless).
     """
-    known = _formats.get(name)
-    if known is not None and known != (render, ending):
+    rendering = Rendering(render, ending)
+    known = RENDERINGS.get(name)
+    if known is not None and known != rendering:
         raise ValueError(f"format {name!r} is registered already")
-    _formats[name] = (render, ending)
+    RENDERINGS[name] = rendering
 
 
 def unregister(name: str) -> None:
     """
     Forget format C{name} (events rendered already keep their bytes).
     """
-    _formats.pop(name, None)
+    RENDERINGS.pop(name, None)
 
 
 def formats() -> list[str]:
     """
     The names of the registered formats.
     """
-    return list(_formats)
+    return list(RENDERINGS)
 
 
 def renderText(event: Event) -> str:

@@ -1,12 +1,16 @@
 """
-The history store: every room message, kept across restarts.
+The history store: every room message and every room's topic, kept
+across restarts.
 
-Two stores share one small interface:
+Two stores share one small interface (L{IHistory}):
 
+  - C{open()}: at start, make sure the store can be used;
   - C{load(limit)}: at start, for every room with history, its name, its
     last message id and its last C{limit} messages (so ids keep
     increasing across restarts and C{/history} is answered from memory);
+  - C{topics()}: at start, every room's topic, as TOPIC events;
   - C{append(roomKey, event)}: keep a message; never blocks;
+  - C{setTopic(roomKey, event)}: keep (or clear) a topic; never blocks;
   - C{stop()}: write everything still pending; a Deferred.
 
 L{SQLiteHistory} is the default.  SQLite called on the reactor thread
@@ -34,8 +38,10 @@ from collections import deque
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
 
-from chatsvc.chat.events import HISTORIC, Event
+from chatsvc.chat.events import HISTORIC, TOPIC, Event
+from chatsvc.chat.interfaces import IHistory
 
 log = Logger()
 
@@ -123,6 +129,7 @@ def _unlock(fd: int) -> None:
         os.close(fd)
 
 
+@implementer(IHistory)
 class MemoryHistory:
     """
     History kept in memory only: gone when the process ends.
@@ -132,6 +139,12 @@ class MemoryHistory:
         self.perRoom = perRoom
         self.rooms: dict[str, deque] = {}
         self.lastIds: dict[str, tuple[str, int]] = {}
+        self._topics: dict[str, Event] = {}
+
+    def open(self) -> None:
+        """
+        Nothing to open.
+        """
 
     def load(self, limit: int):
         for key, (name, lastId) in self.lastIds.items():
@@ -150,9 +163,24 @@ class MemoryHistory:
         """
         return list(self.rooms.get(roomKey, ()))
 
+    def topics(self) -> list[Event]:
+        return list(self._topics.values())
+
+    def setTopic(self, roomKey: str, event: Event) -> None:
+        if event.text:
+            self._topics[roomKey] = _topicEvent(event.room, event.name, event.text, event.ts)
+        else:
+            self._topics.pop(roomKey, None)
+
     def stop(self):
         return defer.succeed(None)
 
+
+#: The schema this code writes, kept in SQLite's C{user_version}: 0 (no
+#: version: files written before topics), then 2 (messages and topics).
+#: Each step only adds tables, created when missing, so an older file is
+#: upgraded in place on open; a newer one is refused rather than misread.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -165,6 +193,13 @@ CREATE TABLE IF NOT EXISTS messages (
     ts REAL NOT NULL,
     PRIMARY KEY (room, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS topics (
+    room TEXT NOT NULL PRIMARY KEY,
+    room_name TEXT NOT NULL,
+    text TEXT NOT NULL,
+    setter TEXT NOT NULL,
+    ts REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 #: A plain INSERT: a row whose (room, id) is taken is an error, never a
@@ -174,6 +209,16 @@ _INSERT = (
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 
+#: A topic replaces the room's topic before it.
+_SET_TOPIC = (
+    "INSERT OR REPLACE INTO topics (room, room_name, text, setter, ts) VALUES (?, ?, ?, ?, ?)"
+)
+_CLEAR_TOPIC = "DELETE FROM topics WHERE room = ?"
+
+
+def _topicEvent(roomName: str, setter: str, text: str, ts: float) -> Event:
+    return Event(TOPIC, roomName, setter, text, ts=ts)
+
 
 def _connect(path: str, timeout: float) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=timeout, isolation_level=None)
@@ -181,9 +226,11 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
     return connection
 
 
+@implementer(IHistory)
 class SQLiteHistory:
     """
-    History in a SQLite file, written by one thread in batches.
+    History in a SQLite file, written by one thread in batches (topics
+    in the same transactions as messages).
 
     @ivar path: the database file.
     @ivar flushDelay: seconds a message may wait to be batched.
@@ -211,6 +258,9 @@ class SQLiteHistory:
         self.maxPending = maxPending
         self.batchSize = batchSize
         self._pending: deque[tuple] = deque()
+        #: Topics waiting for the writer, by room key: only the last of a
+        #: room counts.
+        self._topics: dict[str, tuple] = {}
         self._timer = None
         self._writing: defer.Deferred | None = None
         self._failing = False
@@ -248,14 +298,24 @@ class SQLiteHistory:
 
     def _check(self) -> None:
         """
-        Create the schema if needed and read the table once.
+        Create or upgrade the schema if needed (L{SCHEMA_VERSION}) and read
+        the tables once.
         """
         try:
             connection = _connect(self.path, timeout=self.timeout)
             try:
                 connection.execute("PRAGMA journal_mode = WAL")
+                [version] = connection.execute("PRAGMA user_version").fetchone()
+                if version > SCHEMA_VERSION:
+                    raise HistoryError(
+                        f"cannot use history file {self.path}: it was written by a newer "
+                        f"chatsvc (schema {version}; this one knows up to {SCHEMA_VERSION})"
+                    )
                 connection.executescript(_SCHEMA)
+                if version < SCHEMA_VERSION:
+                    connection.execute("PRAGMA user_version = %d" % SCHEMA_VERSION)
                 connection.execute("SELECT count(*) FROM messages LIMIT 1").fetchone()
+                connection.execute("SELECT count(*) FROM topics LIMIT 1").fetchone()
             finally:
                 connection.close()
         except sqlite3.Error as e:
@@ -299,6 +359,22 @@ class SQLiteHistory:
         except sqlite3.Error as e:
             raise HistoryError(f"cannot read history file {self.path}: {e}") from e
 
+    def topics(self) -> list[Event]:
+        """
+        See the module docstring; read synchronously, at start only.
+        """
+        try:
+            connection = _connect(self.path, timeout=self.timeout)
+            try:
+                rows = connection.execute(
+                    "SELECT room_name, setter, text, ts FROM topics ORDER BY room"
+                ).fetchall()
+            finally:
+                connection.close()
+        except sqlite3.Error as e:
+            raise HistoryError(f"cannot read history file {self.path}: {e}") from e
+        return [_topicEvent(*row) for row in rows]
+
     @staticmethod
     def _roomName(connection, key: str) -> str:
         row = connection.execute(
@@ -323,24 +399,43 @@ class SQLiteHistory:
                     "history: {count} messages dropped: the store is not keeping up",
                     count=self._dropped,
                 )
+        self._wake()
+
+    def setTopic(self, roomKey: str, event: Event) -> None:
+        """
+        Queue a room's topic (an event of kind TOPIC) for the writer;
+        returns at once.
+        """
+        self._topics[roomKey] = (roomKey, event.room, event.text, event.name, event.ts)
+        self._wake()
+
+    def _wake(self) -> None:
         if self._timer is None and self._writing is None and not self._stopped:
             self._timer = self.reactor.callLater(self.flushDelay, self._flush)
 
+    def _waiting(self) -> int:
+        """
+        How many messages and topics wait for the writer.
+        """
+        return len(self._pending) + len(self._topics)
+
     def _flush(self) -> None:
         self._timer = None
-        if self._writing is not None or not self._pending:
+        if self._writing is not None or not self._waiting():
             return
         batch = [self._pending.popleft() for _ in range(min(self.batchSize, len(self._pending)))]
+        topics, self._topics = list(self._topics.values()), {}
         if self._pool is None:
             self._pool = ThreadPool(1, 1, name="chatsvc-history")
             self._pool.start()
-        d = threads.deferToThreadPool(self.reactor, self._pool, self._write, batch)
+        d = threads.deferToThreadPool(self.reactor, self._pool, self._write, batch, topics)
         self._writing = d
-        d.addCallbacks(self._written, self._writeFailed, errbackArgs=(batch,))
+        d.addCallbacks(self._written, self._writeFailed, errbackArgs=(batch, topics))
 
-    def _write(self, batch: list[tuple]) -> list[tuple[tuple, str]]:
+    def _write(self, batch: list[tuple], topics: list[tuple] = ()) -> list[tuple[tuple, str]]:
         """
-        Write C{batch} in one transaction; runs on the writer thread only.
+        Write C{batch} and C{topics} in one transaction; runs on the writer
+        thread only.
 
         A row whose id is taken makes the whole C{executemany} fail, so
         the batch is then written again row by row: every other row is
@@ -361,6 +456,11 @@ class SQLiteHistory:
                 connection.execute("ROLLBACK")
                 connection.execute("BEGIN")
                 refused = _insertEach(connection, batch)
+            for row in topics:
+                if row[2]:
+                    connection.execute(_SET_TOPIC, row)
+                else:
+                    connection.execute(_CLEAR_TOPIC, row[:1])
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
@@ -375,7 +475,7 @@ class SQLiteHistory:
         if self._failing:
             self._failing = False
             log.info("history: writing to {path} works again", path=self.path)
-        if self._pending:
+        if self._waiting():
             self._flush() if self._stopped else self._schedule(0)
 
     def _logRefused(self, row: tuple, why: str) -> None:
@@ -388,9 +488,12 @@ class SQLiteHistory:
             why=why,
         )
 
-    def _writeFailed(self, failure, batch) -> None:
+    def _writeFailed(self, failure, batch, topics=()) -> None:
         self._writing = None
         self._pending.extendleft(reversed(batch))
+        for row in topics:
+            # A topic set since is newer: it stays.
+            self._topics.setdefault(row[0], row)
         while len(self._pending) > self.maxPending:
             self._pending.popleft()
             self._dropped += 1
@@ -431,18 +534,24 @@ class SQLiteHistory:
                 except Exception:
                     pass
                 continue
-            if not self._pending or failures >= attempts:
+            if not self._waiting() or failures >= attempts:
                 break
-            before = len(self._pending)
+            before = self._waiting()
             self._flush()
             if self._writing is not None:
                 yield self._writing.addErrback(lambda f: None)
-            if len(self._pending) >= before:
+            if self._waiting() >= before:
                 failures += 1
         if self._pending:
             log.error(
                 "history: {count} messages could not be written to {path}",
                 count=len(self._pending),
+                path=self.path,
+            )
+        if self._topics:
+            log.error(
+                "history: {count} topics could not be written to {path}",
+                count=len(self._topics),
                 path=self.path,
             )
         try:

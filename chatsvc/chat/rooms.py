@@ -1,11 +1,17 @@
 """
-The chat domain: names, rooms, membership, message ids and events.
+The chat domain: names, rooms, membership, message ids, topics and events.
 
 Pure Python: no sockets, no reactor, no formatting.  Time comes from the
 C{clock} passed in (anything with C{seconds()}), history goes to the
-store passed in, and every event leaves through one seam, the bus
-(L{LocalBus} here; a cluster bus later), which hands it back to
-L{Hub.deliver} on every node.
+store passed in (L{IHistory}), and every event leaves through one seam,
+the bus (L{IBus}: L{LocalBus} here; a cluster bus later), which hands it
+back to L{Hub.deliver} on every node.
+
+What all nodes must agree on (taken names, who is in which room, message
+ids, topics) is asked of a second seam, the state (L{IChatState}:
+L{LocalState} by default).  The Hub itself keeps only what serves
+delivery on this node: its own L{Member}s, and per room the local members
+to hand events to.
 
 A member may be in many rooms at once (IRC and web clients are); the
 line protocol's "current room" is the line adapter's notion, not ours.
@@ -15,11 +21,17 @@ C{deliver(event)}.
 
 from __future__ import annotations
 
+import itertools
+import uuid
 from collections import deque
 
+from zope.interface import implementer
+
 from chatsvc.chat import events
-from chatsvc.chat.events import Event
+from chatsvc.chat.events import PRIVATE, Event
+from chatsvc.chat.interfaces import IBus
 from chatsvc.chat.names import InvalidName, checkName, checkRoom, nameKey, nameKeys, roomKey
+from chatsvc.chat.state import LocalState
 from chatsvc.text import neutralise
 
 __all__ = [
@@ -29,9 +41,16 @@ __all__ = [
     "LocalBus",
     "ChatError",
     "NameTaken",
+    "NoSuchName",
+    "NotInRoom",
+    "TooLong",
     "InvalidName",
     "harmless",
+    "TOPIC_MAX",
 ]
+
+#: The longest topic, in characters (IRC servers commonly allow 300-390).
+TOPIC_MAX = 300
 
 
 #: How ESC is shown to other users: U+238B, the keyboard symbol for
@@ -76,19 +95,26 @@ class NotInRoom(ChatError):
     code = "not-in-room"
 
 
+class TooLong(ChatError):
+    code = "too-long"
+
+
 class Member:
     """
-    One logged-in user.
+    One logged-in user of this node.
 
+    @ivar id: unique per process and connection (C{NODE:N}): how events,
+        the state and other nodes name this member.
     @ivar name: the name as shown.
     @ivar keys: the keys the name is taken under (L{nameKeys}).
     @ivar rooms: the rooms this member is in, by key.
-    @ivar listener: the adapter's object that takes events.
+    @ivar listener: the adapter's object that takes events (L{IListener}).
     """
 
-    __slots__ = ("name", "keys", "rooms", "listener", "deliver", "__weakref__")
+    __slots__ = ("id", "name", "keys", "rooms", "listener", "deliver", "__weakref__")
 
-    def __init__(self, name: str, listener) -> None:
+    def __init__(self, name: str, listener, id: str = "") -> None:
+        self.id = id
         self.name = name
         self.keys = nameKeys(name)
         self.rooms: dict[str, Room] = {}
@@ -97,28 +123,37 @@ class Member:
         self.deliver = listener.deliver
 
     def __repr__(self) -> str:
-        return f"<Member {self.name!r}>"
+        return f"<Member {self.name!r} {self.id}>"
 
 
 class Room:
     """
-    A room: its members (in order of joining), its next message id and its
-    most recent messages.
+    A room as this node sees it: its local members (in order of joining)
+    and its most recent messages.  Its other members, its ids and its
+    topic are the state's.
+
+    @ivar targets: the bound C{deliver} of every local member, made on
+        the first delivery after a change of members and shared by every
+        delivery until the next (L{None}: to be made).
     """
 
-    __slots__ = ("name", "key", "members", "nextId", "recent")
+    __slots__ = ("name", "key", "members", "targets", "recent")
 
-    def __init__(self, name: str, historyLimit: int, nextId: int = 1) -> None:
+    def __init__(self, name: str, historyLimit: int) -> None:
         self.name = name
         self.key = roomKey(name)
         self.members: dict[Member, None] = {}
-        self.nextId = nextId
+        self.targets: tuple | None = None
         self.recent: deque[Event] = deque(maxlen=historyLimit)
 
     def names(self) -> list[str]:
+        """
+        The names of the local members.
+        """
         return [m.name for m in self.members]
 
 
+@implementer(IBus)
 class LocalBus:
     """
     The fan-out seam of a single process: publishing is delivering.
@@ -136,33 +171,53 @@ class LocalBus:
 
 class Hub:
     """
-    Everything the chat knows: who is logged in, which rooms exist, what
-    was said.
+    The chat's rules, over a state (L{IChatState}), a history
+    (L{IHistory}) and a bus (L{IBus}).
 
     @ivar historyLimit: messages kept per room for C{/history} and replay.
+    @ivar nodeId: this node's part of every member id.
+    @ivar members: the members logged in on this node, by id.
+    @ivar rooms: the rooms this node knows (has members of, or recent
+        messages of), by key.
     """
 
-    def __init__(self, clock, history=None, bus=None, historyLimit: int = 200) -> None:
+    def __init__(
+        self,
+        clock,
+        history=None,
+        bus=None,
+        historyLimit: int = 200,
+        state=None,
+        nodeId: str | None = None,
+    ) -> None:
         from chatsvc.chat.history import MemoryHistory
 
         self.clock = clock
         self.history = history if history is not None else MemoryHistory()
+        self.state = state if state is not None else LocalState()
         self.bus = bus if bus is not None else LocalBus()
         self.bus.attach(self)
         self.historyLimit = historyLimit
+        self.nodeId = nodeId if nodeId is not None else uuid.uuid4().hex[:12]
+        self._ids = itertools.count(1)
         self.members: dict[str, Member] = {}
-        self._taken: dict[str, Member] = {}
+        #: Local members by their first name key: private messages find
+        #: their recipient here.
+        self._byKey: dict[str, Member] = {}
         self.rooms: dict[str, Room] = {}
 
     def restore(self) -> None:
         """
-        Take the rooms, their last message ids and recent messages from
-        the history store (at start, before anyone connects).
+        Take the rooms, their last message ids, recent messages and topics
+        from the history store (at start, before anyone connects).
         """
+        state = self.state
         for name, lastId, recent in self.history.load(self.historyLimit):
-            room = self._room(name)
-            room.nextId = max(room.nextId, lastId + 1)
-            room.recent.extend(recent)
+            key = roomKey(name)
+            state.seedRoom(key, name, lastId)
+            self._localRoom(key, state.roomName(key) or name).recent.extend(recent)
+        for event in self.history.topics():
+            state.setTopic(roomKey(event.room), event.room, event.text, event.name, event.ts)
 
     # -- names ---------------------------------------------------------
 
@@ -174,18 +229,13 @@ class Hub:
         @raise NameTaken: someone holds it, or a name too much like it.
         """
         name = checkName(name)
-        member = Member(name, listener)
-        self._claim(member, name, member.keys)
-        self.members[member.keys[0]] = member
+        member = Member(name, listener, f"{self.nodeId}:{next(self._ids)}")
+        holder = self.state.claim(member.id, name, member.keys)
+        if holder is not None:
+            raise NameTaken(f"the name {name} is taken (by {holder})")
+        self.members[member.id] = member
+        self._byKey[member.keys[0]] = member
         return member
-
-    def _claim(self, member: Member, name: str, keys: tuple[str, ...]) -> None:
-        for key in keys:
-            holder = self._taken.get(key)
-            if holder is not None and holder is not member:
-                raise NameTaken(f"the name {name} is taken (by {holder.name})")
-        for key in keys:
-            self._taken[key] = member
 
     def rename(self, member: Member, newName: str) -> None:
         """
@@ -193,30 +243,30 @@ class Hub:
         """
         newName = checkName(newName)
         newKeys = nameKeys(newName)
-        self._claim(member, newName, newKeys)
-        oldName, oldKeys = member.name, member.keys
-        for key in oldKeys:
-            if key not in newKeys and self._taken.get(key) is member:
-                del self._taken[key]
-        del self.members[oldKeys[0]]
+        holder = self.state.rename(member.id, newName, newKeys)
+        if holder is not None:
+            raise NameTaken(f"the name {newName} is taken (by {holder})")
+        oldName = member.name
+        if self._byKey.get(member.keys[0]) is member:
+            del self._byKey[member.keys[0]]
         member.name, member.keys = newName, newKeys
-        self.members[newKeys[0]] = member
+        self._byKey[newKeys[0]] = member
         now = self.clock.seconds()
         for room in list(member.rooms.values()):
             self._publish(
-                Event(events.RENAME, room.name, oldName, target=newName, ts=now, origin=member)
+                Event(events.RENAME, room.name, oldName, target=newName, ts=now, origin=member.id)
             )
 
     def find(self, name: str) -> Member | None:
         """
-        The member called C{name} (by its key), or L{None}.
+        The member of this node called C{name} (by its key), or L{None}.
         """
-        return self.members.get(nameKey(name))
+        held = self.state.holder(nameKey(name))
+        return None if held is None else self.members.get(held[0])
 
     # -- rooms ---------------------------------------------------------
 
-    def _room(self, name: str) -> Room:
-        key = roomKey(name)
+    def _localRoom(self, key: str, name: str) -> Room:
         room = self.rooms.get(key)
         if room is None:
             room = self.rooms[key] = Room(name, self.historyLimit)
@@ -226,20 +276,30 @@ class Hub:
         """
         The room called C{name}, if it exists.
         """
-        return self.rooms.get(roomKey(name))
+        key = roomKey(name)
+        room = self.rooms.get(key)
+        if room is None:
+            shown = self.state.roomName(key)
+            if shown is not None:
+                room = self._localRoom(key, shown)
+        return room
 
     def join(self, member: Member, name: str) -> Room:
         """
         Put C{member} into room C{name} (created on first join).
         """
         name = checkRoom(name)
-        room = self._room(name)
-        if member in room.members:
+        key = roomKey(name)
+        room = self.rooms.get(key)
+        if room is not None and member in room.members:
             return room
+        shown = self.state.enter(key, name, member.id)
+        room = self._localRoom(key, shown)
         room.members[member] = None
-        member.rooms[room.key] = room
+        room.targets = None
+        member.rooms[key] = room
         self._publish(
-            Event(events.JOIN, room.name, member.name, ts=self.clock.seconds(), origin=member)
+            Event(events.JOIN, room.name, member.name, ts=self.clock.seconds(), origin=member.id)
         )
         return room
 
@@ -247,62 +307,100 @@ class Hub:
         """
         Take C{member} out of C{room}; the others hear why.
         """
-        if room.members.pop(member, False) is not False:
-            reason = harmless(reason)
-            del member.rooms[room.key]
+        if self._leave(member, room):
             self._publish(
                 Event(
                     events.LEAVE,
                     room.name,
                     member.name,
-                    reason,
+                    harmless(reason),
                     ts=self.clock.seconds(),
-                    origin=member,
+                    origin=member.id,
                 )
             )
         self._forgetIfIdle(room)
 
+    def _leave(self, member: Member, room: Room) -> bool:
+        """
+        Take C{member} out of C{room} here and in the state.
+
+        @return: whether it was in.
+        """
+        if room.members.pop(member, False) is False:
+            return False
+        room.targets = None
+        del member.rooms[room.key]
+        self.state.leave(room.key, member.id)
+        return True
+
     def _forgetIfIdle(self, room: Room) -> None:
         """
-        An empty room with nothing said in it is forgotten: joining random
-        rooms must not grow the server.
+        A room without local members or recent messages is forgotten here
+        (the state forgets it too if nobody anywhere is in it and nothing
+        was ever said or set in it): joining random rooms must not grow
+        the server.
         """
-        if not room.members and not room.recent and room.nextId == 1:
+        if not room.members and not room.recent:
             self.rooms.pop(room.key, None)
 
     def quit(self, member: Member, reason: str = "quit", announce: bool = True) -> None:
         """
         C{member} leaves every room and gives up its name.
         """
-        if self.members.get(member.keys[0]) is not member:
+        if self.members.get(member.id) is not member:
             return
         for room in list(member.rooms.values()):
             if announce:
                 self.part(member, room, reason)
             else:
-                room.members.pop(member, None)
-                del member.rooms[room.key]
+                self._leave(member, room)
                 self._forgetIfIdle(room)
-        del self.members[member.keys[0]]
-        for key in member.keys:
-            if self._taken.get(key) is member:
-                del self._taken[key]
+        del self.members[member.id]
+        if self._byKey.get(member.keys[0]) is member:
+            del self._byKey[member.keys[0]]
+        self.state.release(member.id)
 
     def who(self, name: str) -> tuple[str, list[str]]:
         """
         The room's name as shown and its members' names.
         """
-        room = self.room(checkRoom(name))
-        if room is None or not room.members:
-            return checkRoom(name), []
-        return room.name, room.names()
+        name = checkRoom(name)
+        found = self.state.who(roomKey(name))
+        return (name, []) if found is None else found
 
     def roomList(self) -> list[tuple[str, int]]:
         """
         Every room with members, and how many, by name.
         """
-        rooms = [(r.name, len(r.members)) for r in self.rooms.values() if r.members]
-        return sorted(rooms, key=lambda item: roomKey(item[0]))
+        return self.state.roomList()
+
+    # -- topics --------------------------------------------------------
+
+    def topic(self, room: Room) -> tuple[str, str, float] | None:
+        """
+        The topic of C{room}: C{(text, setter, ts)}, or L{None}.
+        """
+        return self.state.topic(room.key)
+
+    def setTopic(self, member: Member, room: Room, text: str) -> Event:
+        """
+        Set the topic of a room C{member} is in (empty text: clear it);
+        the room hears of it, and it is kept with the history.
+
+        @raise NotInRoom: C{member} is not in C{room}.
+        @raise TooLong: more than L{TOPIC_MAX} characters.
+        """
+        if member not in room.members:
+            raise NotInRoom(f"you are not in #{room.name}")
+        text = harmless(text.strip())
+        if len(text) > TOPIC_MAX:
+            raise TooLong(f"a topic is at most {TOPIC_MAX} characters (this one has {len(text)})")
+        now = self.clock.seconds()
+        self.state.setTopic(room.key, room.name, text, member.name, now)
+        event = Event(events.TOPIC, room.name, member.name, text, ts=now, origin=member.id)
+        self.history.setTopic(room.key, event)
+        self._publish(event)
+        return event
 
     # -- talking -------------------------------------------------------
 
@@ -318,11 +416,10 @@ class Hub:
             room.name,
             member.name,
             text,
-            id=room.nextId,
+            id=self.state.nextId(room.key),
             ts=self.clock.seconds(),
-            origin=member,
+            origin=member.id,
         )
-        room.nextId += 1
         room.recent.append(event)
         self.history.append(room.key, event)
         self._publish(event)
@@ -338,7 +435,7 @@ class Hub:
         """
         A private message to the member called C{name}.
         """
-        target = self.find(name)
+        target = self.state.holder(nameKey(name))
         if target is None:
             raise NoSuchName(f"no user called {harmless(name)}")
         text = harmless(text)
@@ -347,9 +444,9 @@ class Hub:
             None,
             member.name,
             text,
-            target=target.name,
+            target=target[1],
             ts=self.clock.seconds(),
-            origin=member,
+            origin=member.id,
         )
         self._publish(event)
         return event
@@ -369,29 +466,32 @@ class Hub:
 
     def _publish(self, event: Event) -> None:
         """
-        Send an event through the bus.  Its C{origin} serves delivery on
-        this node only: dropped afterwards, so that history never keeps a
-        member (and through it a dead connection) alive.
+        Send an event through the bus.  It keeps its C{origin} (an id,
+        which keeps nothing alive): an event that comes back later, from
+        another node, is still its sender's own.
         """
         self.bus.publish(event)
-        event.origin = None
 
     def deliver(self, event: Event) -> None:
         """
         Hand an event to every local member it concerns (the bus calls
         this on every node).  Members leaving during delivery are seen
-        next time: we iterate over a snapshot.
+        next time: we iterate over a snapshot, made once per change of
+        the room's members.
         """
-        if event.kind == events.PRIVATE:
-            target = self.members.get(nameKey(event.target))
-            sender = self.members.get(nameKey(event.name))
+        if event.kind == PRIVATE:
+            target = self._byKey.get(nameKey(event.target))
+            sender = self.members.get(event.origin)
             if target is not None:
-                target.listener.deliver(event)
+                target.deliver(event)
             if sender is not None and sender is not target:
-                sender.listener.deliver(event)
+                sender.deliver(event)
             return
         room = self.rooms.get(roomKey(event.room))
         if room is None:
             return
-        for member in tuple(room.members):
-            member.deliver(event)
+        targets = room.targets
+        if targets is None:
+            targets = room.targets = tuple(m.deliver for m in room.members)
+        for deliver in targets:
+            deliver(event)

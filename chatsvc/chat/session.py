@@ -288,7 +288,7 @@ class ChatSession:
         self._write(event.rendered.get(key) or event.encoded(key))
 
     def _isOwn(self, origin) -> bool:
-        return origin is self.member
+        return self.member is not None and origin == self.member.id
 
     def _ownPrivate(self, event: events.Event) -> None:
         """
