@@ -14,7 +14,10 @@ interface (L{chatsvc.chat.interfaces}).
     re-exported, so that C{Hub(Clock(), MemoryHistory(), RecordingBus())}
     is a whole chat domain without a reactor;
   - L{lineConnection}: a line protocol of a factory on a
-    C{StringTransport}, as if a peer had connected.
+    C{StringTransport}, as if a peer had connected;
+  - L{MemorySink}: the transport side of a chat session in memory, one
+    item per write, for driving a L{chatsvc.chat.session.ChatSession}
+    without any framing.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from chatsvc.chat.events import Event
 from chatsvc.chat.history import MemoryHistory
 from chatsvc.chat.interfaces import IChatState, IListener
 from chatsvc.chat.rooms import LocalBus
+from chatsvc.chat.session import IChatSink
 from chatsvc.chat.state import LocalState
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "FakeListener",
     "LocalState",
     "MemoryHistory",
+    "MemorySink",
     "RecordingBus",
     "RecordingState",
     "lineConnection",
@@ -133,3 +138,51 @@ def lineConnection(factory, host: str = "10.0.0.1", port: int = 40000):
     transport = StringTransport(peerAddress=peer)
     proto.makeConnection(transport)
     return proto, transport
+
+
+@implementer(IChatSink)
+class MemorySink:
+    """
+    The transport side of a L{ChatSession} in memory: every write kept as
+    one item (a frame, not a stream: nothing is split on line endings),
+    input holds tracked, a close recorded.
+
+    @ivar writes: what the session wrote, one bytes object per write.
+    @ivar holds: the reasons input is held for now.
+    @ivar closed: whether the session asked to close.
+    """
+
+    def __init__(self, ending: bytes = b"\n", renderings=None, maxLine: int = 2048) -> None:
+        self.ending = ending
+        self.maxLine = maxLine
+        self.renderings = (
+            renderings
+            if renderings is not None
+            else {
+                "text": "text",
+                "json": "json",
+                "sent": "sent",
+            }
+        )
+        self.writes: list[bytes] = []
+        self.holds: set[str] = set()
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+
+    def holdInput(self, reason: str) -> None:
+        self.holds.add(reason)
+
+    def releaseInput(self, reason: str) -> None:
+        self.holds.discard(reason)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def take(self) -> list[bytes]:
+        """
+        The writes since the last call.
+        """
+        writes, self.writes = self.writes, []
+        return writes

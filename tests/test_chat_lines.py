@@ -728,6 +728,43 @@ class CommandTests(ChatTestCase):
         self.assertEqual((info["type"], info["text"]), ("info", "you are now in #dev with: nobody"))
         self.assertEqual((join["type"], join["room"], join["name"]), ("join", "dev", "alice"))
 
+    def test_topic(self) -> None:
+        """
+        /topic TEXT sets the room's topic, shown to the room (the setter
+        included); /topic shows it; a newcomer sees it on joining, in its
+        own format; hostile text is made harmless; too long is refused.
+        """
+        alice = self.login("alice")
+        bob = self.login("bob")
+        alice.send("/topic")
+        self.assertEqual(alice.lines(), ["info: no topic in #lobby"])
+        alice.send("/topic release on \x1b[2JFriday")
+        shown = f"{stamp()} #lobby alice set the topic: release on \u238b[2JFriday"
+        self.assertEqual(alice.lines(), [shown])
+        self.assertEqual(bob.lines(), [shown])
+        self.clock.advance(60)
+        bob.send("/topic")
+        self.assertEqual(bob.lines(), [shown])
+        carol = self.connect()
+        carol.send("/format json", "carol")
+        _, success, joined, topic = carol.objects()
+        self.assertEqual(success["type"], "success")
+        self.assertEqual(
+            (topic["type"], topic["room"], topic["from"], topic["text"]),
+            ("topic", "lobby", "alice", "release on \u238b[2JFriday"),
+        )
+        self.assertEqual(topic["ts"], "2026-11-21T10:00:00.000000Z")
+        self.assertEqual(joined["type"], "join")
+        alice.raw()
+        bob.raw()
+        alice.send("/topic " + "x" * 1000)
+        [error] = alice.lines()
+        self.assertTrue(error.startswith("error: "), error)
+        self.assertEqual(bob.raw(), b"")
+        dave = self.login("dave", "dev")
+        dave.send("/topic")
+        self.assertEqual(dave.lines(), ["info: no topic in #dev"])
+
     def test_who(self) -> None:
         alice = self.login("alice")
         self.login("bob")

@@ -35,7 +35,7 @@ DEFAULT_ROOM = "lobby"
 
 HELP = (
     "commands: /join ROOM, /who [ROOM], /rooms, /msg NAME TEXT, /me TEXT, "
-    "/nick NAME, /history [N], /format text|json, /quit [REASON], /help; "
+    "/topic [TEXT], /nick NAME, /history [N], /format text|json, /quit [REASON], /help; "
     "//text sends /text; anything else goes to the room"
 )
 
@@ -404,6 +404,7 @@ class ChatSession:
 
     def _enter(self, name: str) -> None:
         self.room = self.hub.join(self.member, name)
+        self._showTopic(quiet=True)
         count = self.limits.replay
         if count:
             self._sendHistory(self.hub.recent(self.room, count), end=False)
@@ -473,6 +474,27 @@ class ChatSession:
             empty="none",
         )
 
+    def _showTopic(self, quiet: bool = False) -> None:
+        """
+        The current room's topic, rendered as the event that set it (in
+        JSON a C{topic} object, with the time it was set); without one, a
+        word to say so unless C{quiet}.
+        """
+        topic = self.hub.topic(self.room)
+        if topic is None or not topic[0]:
+            if not quiet:
+                self._info(f"no topic in #{self.room.name}")
+            return
+        text, setter, ts = topic
+        event = events.Event(events.TOPIC, self.room.name, setter, text, ts=ts)
+        self._write(event.encoded(self._rendering))
+
+    def do_topic(self, argument: str) -> None:
+        if not argument:
+            self._showTopic()
+            return
+        self.hub.setTopic(self.member, self.room, argument)
+
     def do_nick(self, argument: str) -> None:
         if not argument or " " in argument:
             self._error("usage", "usage: /nick NAME")
@@ -512,6 +534,7 @@ class ChatSession:
         "join": do_join,
         "who": do_who,
         "rooms": do_rooms,
+        "topic": do_topic,
         "nick": do_nick,
         "history": do_history,
         "format": do_format,
