@@ -18,14 +18,16 @@ server full) and not retried, 130 after Ctrl-C, 143 after SIGTERM.
 
 from __future__ import annotations
 
+import datetime
 import os
 import signal
 import sys
 from dataclasses import dataclass
 
-from twisted.internet import defer, error, interfaces, protocol
+from twisted.internet import address, defer, error, interfaces, protocol
 from twisted.protocols.basic import LineReceiver
 from twisted.python import usage
+from zope.interface import implementer
 
 import chatsvc
 from chatsvc.console import PROGRAM, Colours, openConsole
@@ -60,9 +62,23 @@ class Options(usage.Options):
         "sent, what the server sends is shown as it arrives.  With --username it logs "
         "in to the chat service; without, it is a plain line client for tsserv and "
         "cmdserv.  Server lines go to standard output, the client's own messages to "
-        "standard error.  Ctrl-D (end of input) leaves; in chat mode /quit does too.  "
-        "Exit status: 0 clean end, 1 connection failed or closed by the server, "
-        "2 bad options, 3 login refused, 130 interrupted."
+        "standard error.  Ctrl-D (end of input) leaves; in chat mode /quit does too."
+    )
+
+    #: Shown after the options as it is (C{longdesc} is reflowed).  Each
+    #: status is checked by a test in C{tests/test_client_process.py}.
+    epilog = (
+        "Exit status:\n"
+        f"  {EXIT_OK:<4} clean end: /quit, end of input answered by the server, or the\n"
+        "       reader of standard output went away; also --help and --version\n"
+        f"  {EXIT_FAILED:<4} cannot connect (refused, host not found, timed out, TLS\n"
+        "       handshake or certificate refused), or the server closed or lost\n"
+        "       the connection unasked\n"
+        f"  {EXIT_USAGE:<4} bad options\n"
+        f"  {EXIT_REFUSED:<4} login refused: name taken or invalid with no terminal to ask\n"
+        "       again (or Ctrl-D at the name prompt), or the server is full\n"
+        f"  {EXIT_INTERRUPTED:<4} interrupted (Ctrl-C, SIGINT); in chat mode /quit is sent first\n"
+        f"  {EXIT_TERMINATED:<4} terminated (SIGTERM); in chat mode /quit is sent first\n"
     )
 
     optParameters = [
@@ -72,7 +88,7 @@ class Options(usage.Options):
             "p",
             str(DEFAULT_PORT),
             "Port number, or a Twisted client endpoint description that names the "
-            "host itself (tcp:HOST:PORT, tls:HOST:PORT, unix:PATH).",
+            "host itself (tcp:HOST:PORT, tls:HOST:PORT[:trustRoots=DIR], unix:PATH).",
         ],
         [
             "username",
@@ -89,6 +105,9 @@ class Options(usage.Options):
             "Colour: auto (on a terminal, unless NO_COLOR is set), always or never.",
         ],
     ]
+
+    def getUsage(self, width: int | None = None) -> str:
+        return super().getUsage(width) + "\n" + self.epilog
 
     def opt_version(self) -> None:
         """
@@ -177,10 +196,75 @@ class Target:
             return endpoints.clientFromString(reactor, self.description)
         return endpoints.HostnameEndpoint(reactor, self.host, self.port, timeout=CONNECT_TIMEOUT)
 
+    @property
+    def serverName(self) -> str:
+        """
+        The host name the server's TLS certificate must carry.
+        """
+        if self.description is None:
+            return self.host
+        kind, args, kwargs = splitDescription(self.description)
+        return kwargs.get("host", args[0] if args else self.description)
+
     def __str__(self) -> str:
-        if self.description is not None:
-            return self.description
-        return f"{self.host} port {self.port}"
+        """
+        Where, as messages say it: C{HOST:PORT}, C{unix socket PATH}, or
+        the description itself for any other kind of endpoint.
+        """
+        if self.description is None:
+            return hostPort(self.host, self.port)
+        kind, args, kwargs = splitDescription(self.description)
+        if kind in ("tcp", "tls", "ssl"):
+            values = iter(args)
+            host = kwargs.get("host") or next(values, "")
+            port = kwargs.get("port") or next(values, "")
+            if host and port:
+                return hostPort(host, port)
+        if kind == "unix":
+            path = kwargs.get("path") or (args[0] if args else "")
+            if path:
+                return f"unix socket {path}"
+        return self.description
+
+
+def hostPort(host: str, port) -> str:
+    """
+    C{HOST:PORT}, with an IPv6 address in brackets so the port stands out.
+    """
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{port}"
+
+
+def splitDescription(description: str) -> tuple[str, list[str], dict[str, str]]:
+    """
+    An endpoint description's kind, positional and keyword arguments,
+    split as Twisted splits them (C{:} between fields, C{=} after a key,
+    a backslash escaping the next character), so that messages can name
+    the host and port the user meant.
+    """
+    fields: list[tuple[str | None, str]] = []
+    key: str | None = None
+    text = ""
+    escaped = False
+    for char in description:
+        if escaped:
+            text += char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == ":":
+            fields.append((key, text))
+            key, text = None, ""
+        elif char == "=" and key is None:
+            key, text = text, ""
+        else:
+            text += char
+    fields.append((key, text))
+    kind = fields[0][1].lower()
+    args = [value for name, value in fields[1:] if name is None]
+    kwargs = {name: value for name, value in fields[1:] if name is not None}
+    return kind, args, kwargs
 
 
 def describeFailure(reason) -> str:
@@ -196,15 +280,164 @@ def describeFailure(reason) -> str:
     if reason.check(error.NoRouteError):
         return "no route to host"
     value = reason.value
+    if reason.check(error.ConnectionAborted):
+        return "aborted"
+    if reason.check(error.ConnectionLost):
+        # Twisted's own words ("... lost in a non-clean fashion") say less.
+        detail = " ".join(str(arg) for arg in value.args).strip()
+        return detail.splitlines()[0].lower() if detail else "connection reset"
+    if reason.check(error.ConnectError):
+        # Its str() is "An error occurred while connecting: 2: ...".
+        if isinstance(value.osError, int):
+            return os.strerror(value.osError).lower()
+        text = " ".join(str(arg) for arg in value.args).strip() or "cannot connect"
+        return text.splitlines()[0]
     text = str(value).strip() or value.__class__.__name__
     return text.splitlines()[0]
 
 
+#: What OpenSSL says when the bytes that came back are not TLS at all.
+NOT_TLS = frozenset(
+    {
+        "wrong version number",
+        "packet length too long",
+        "record layer failure",
+        "unknown protocol",
+        "http request",
+        "record too long",
+    }
+)
+
+
+def opensslReasons(reason) -> list[str]:
+    """
+    The reason strings of an C{OpenSSL.SSL.Error} (none for anything
+    else): its argument is a list of C{(library, function, reason)}.
+    """
+    from OpenSSL import SSL
+
+    if not reason.check(SSL.Error) or not reason.value.args:
+        return []
+    entries = reason.value.args[0]
+    if not isinstance(entries, list):
+        return [str(entries)]
+    return [str(entry[-1]) for entry in entries if isinstance(entry, tuple) and entry]
+
+
+def isCertificateFailure(reason) -> bool:
+    """
+    Whether a TLS handshake failed because the server's certificate was
+    refused: its chain is not trusted, or it is for another host.
+    """
+    if "certificate verify failed" in opensslReasons(reason):
+        return True
+    from service_identity import CertificateError, VerificationError
+
+    return reason.check(VerificationError, CertificateError) is not None
+
+
+def peerChain(transport) -> list:
+    """
+    The certificates the server presented (C{cryptography} objects, the
+    server's own first); none if they cannot be had.
+    """
+    try:
+        handle = transport.getHandle()
+        try:
+            return list(handle.get_peer_cert_chain(as_cryptography=True) or [])
+        except TypeError:  # pyOpenSSL before 24.3 has only its own X509
+            return [cert.to_cryptography() for cert in handle.get_peer_cert_chain() or []]
+    except Exception:  # no handle, no chain: say less, never fail here
+        return []
+
+
+def certificateNames(cert) -> list[str]:
+    """
+    The host names and addresses a certificate is for.
+    """
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return san.get_values_for_type(x509.DNSName) + [
+        str(ip) for ip in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def certificateProblem(reason, chain: list, now: datetime.datetime) -> str:
+    """
+    Why the server's certificate was refused, in a few words.
+
+    OpenSSL's own verdict has no public accessor in pyOpenSSL, so this
+    reads the certificate itself: out of date, for another host (Twisted
+    reports that as a C{service_identity} error), self-signed, or from an
+    issuer that is not trusted.
+    """
+    if not chain:
+        return "no certificate"
+    leaf = chain[0]
+    if now > leaf.not_valid_after_utc:
+        return f"expired on {leaf.not_valid_after_utc:%Y-%m-%d}"
+    if now < leaf.not_valid_before_utc:
+        return f"not valid before {leaf.not_valid_before_utc:%Y-%m-%d}"
+    if not opensslReasons(reason):
+        names = certificateNames(leaf)
+        return f"it is for {', '.join(names)}" if names else "it names no host"
+    if len(chain) == 1 and leaf.issuer == leaf.subject:
+        return "self-signed certificate"
+    return f"issuer not trusted: {chain[-1].issuer.rfc4514_string()}"
+
+
+def describeTLSFailure(reason, transport, target: Target) -> str:
+    """
+    A TLS handshake that failed, in one line: the certificate was
+    refused, the server does not speak TLS, or it went away.
+    """
+    if isCertificateFailure(reason):
+        now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 (3.10)
+        problem = certificateProblem(reason, peerChain(transport), now)
+        return (
+            f"TLS: the server's certificate for {target.serverName} could not be "
+            f"verified ({problem})"
+        )
+    reasons = opensslReasons(reason)
+    if NOT_TLS.intersection(reasons):
+        return f"TLS handshake failed: the server at {target} does not speak TLS"
+    if "unexpected eof while reading" in reasons or reason.check(
+        error.ConnectionDone, error.ConnectionLost
+    ):
+        return f"TLS handshake failed: the server at {target} closed the connection"
+    why = ", ".join(reasons) if reasons else describeFailure(reason)
+    return f"TLS handshake failed with {target}: {why}"
+
+
+def describePeer(transport, target: Target) -> str:
+    """
+    The address a connection reached, for C{connected to ...}: the
+    address the host name resolved to, or the socket's path.
+    """
+    peer = transport.getPeer()
+    if isinstance(peer, (address.IPv4Address, address.IPv6Address)):
+        return hostPort(peer.host, peer.port)
+    if isinstance(peer, address.UNIXAddress) and peer.name:
+        return f"unix socket {os.fsdecode(peer.name)}"
+    return str(target)
+
+
+@implementer(interfaces.IHandshakeListener)
 class ServerConnection(LineReceiver):
     """
     The socket side: LF-terminated lines (a CR before the LF dropped) go
     to the session as bytes; at the end, so does whatever was left of an
     unfinished line.
+
+    The session hears of the socket as soon as it is made, but counts
+    the connection as up only once a TLS handshake is done: a
+    certificate the client refuses is then a failed connection, not a
+    server that hung up.
 
     @ivar closed: fires when the connection is gone.
     """
@@ -218,6 +451,11 @@ class ServerConnection(LineReceiver):
         self.closed: defer.Deferred = defer.Deferred()
 
     def connectionMade(self) -> None:
+        self.session.socketMade(self)
+        if not isTLS(self.transport):
+            self.session.connected(self)
+
+    def handshakeCompleted(self) -> None:
         self.session.connected(self)
 
     def lineReceived(self, line: bytes) -> None:
@@ -245,13 +483,21 @@ class ServerConnection(LineReceiver):
         return d
 
 
+def isTLS(transport) -> bool:
+    """
+    Whether C{transport} is Twisted's TLS wrapper (the only transport
+    that negotiates).
+    """
+    return interfaces.INegotiated.providedBy(transport)
+
+
 def canHalfClose(transport) -> bool:
     """
     Whether C{transport} can shut down its sending side alone.  TLS
     cannot (its wrapper merely forwards to the TCP connection, which
     would cut the TLS stream short), so it claims to but is excluded.
     """
-    if interfaces.INegotiated.providedBy(transport):
+    if isTLS(transport):
         return False
     return interfaces.IHalfCloseableDescriptor.providedBy(transport)
 
@@ -275,7 +521,8 @@ class Session:
     """
     The client's logic, between a console and the server connection.
 
-    States: C{connecting}; C{login} (chat: the login line is sent, its
+    States: C{connecting} (until the socket is made and, for TLS, its
+    handshake done); C{login} (chat: the login line is sent, its
     answer awaited); C{naming} (chat on a terminal: the name was refused,
     the user types another); C{ready}; C{done}.  Lines typed before
     C{ready} wait in order and go out once it is reached.
@@ -306,6 +553,7 @@ class Session:
         self._sent = 0
         self._replies = 0
         self._timer = None
+        self._handshakeTimer = None
         self._connecting: defer.Deferred | None = None
 
     def start(self, console, endpoint) -> None:
@@ -319,18 +567,51 @@ class Session:
 
     # The server connection
 
-    def connected(self, connection: ServerConnection) -> None:
+    def socketMade(self, connection: ServerConnection) -> None:
+        """
+        The socket is connected; a TLS handshake gets as long as a
+        connect does.
+        """
         self._connecting = None
         if self.state == DONE:
             connection.transport.abortConnection()
             return
         self.connection = connection
-        self.console.attach(connection.transport)
+        if isTLS(connection.transport):
+            self._handshakeTimer = self.clock.callLater(CONNECT_TIMEOUT, self._handshakeTimedOut)
+
+    def connected(self, connection: ServerConnection) -> None:
+        """
+        The connection is up (TLS: the server's certificate accepted):
+        log in, or say where it went and start sending.
+        """
+        self._cancelHandshakeTimer()
+        if self.state == DONE:
+            return
+        transport = connection.transport
+        self.console.attach(transport)
         if self.chat:
             self.state = LOGIN
             self._login(self._loginLine(self.name))
         else:
+            secure = " (TLS)" if isTLS(transport) else ""
+            where = describePeer(transport, self.target)
+            self.console.showStatus(f"connected to {where}{secure}", "info")
             self._ready()
+
+    def _handshakeTimedOut(self) -> None:
+        self._handshakeTimer = None
+        self.console.showStatus(
+            f"TLS handshake failed: no answer from the server at {self.target} "
+            f"in {CONNECT_TIMEOUT} seconds",
+            "error",
+        )
+        self._finish(EXIT_FAILED)
+
+    def _cancelHandshakeTimer(self) -> None:
+        if self._handshakeTimer is not None and self._handshakeTimer.active():
+            self._handshakeTimer.cancel()
+        self._handshakeTimer = None
 
     def connectionFailed(self, reason) -> None:
         self._connecting = None
@@ -352,12 +633,18 @@ class Session:
             self._closeIfAnswered()
 
     def serverClosed(self, reason, partial: bytes) -> None:
+        transport = None if self.connection is None else self.connection.transport
+        self._cancelHandshakeTimer()
         self.connection = None
         if self.console is not None:
             self.console.detach()
         if partial:
             self.console.showLine(decodeLine(partial))
         if self.state == DONE:
+            return
+        if self.state == CONNECTING:
+            self.console.showStatus(describeTLSFailure(reason, transport, self.target), "error")
+            self._finish(EXIT_FAILED)
             return
         if partial:
             self.console.showStatus(
@@ -555,6 +842,7 @@ class Session:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        self._cancelHandshakeTimer()
         if self._connecting is not None:
             self._connecting.cancel()
         self.console.pauseInput("done")

@@ -9,10 +9,13 @@ is in C{test_client_process} and C{test_client_e2e}.
 
 from __future__ import annotations
 
+import datetime
 import io
 import sys
 
-from twisted.internet import defer, error, interfaces
+from OpenSSL import SSL
+from service_identity import VerificationError
+from twisted.internet import address, defer, error, interfaces
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransportWithDisconnection
 from twisted.python import usage
@@ -22,14 +25,60 @@ from zope.interface import classImplements
 
 from chatsvc import client
 from chatsvc.client import (
+    CONNECT_TIMEOUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REFUSED,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
     Options,
     Session,
     Target,
 )
+
+#: Now, for certificates made on the fly: the real time, since OpenSSL
+#: checks their dates against it.
+NOW = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 (3.10 has no datetime.UTC)
+DAY = datetime.timedelta(days=1)
+
+
+def makeCertificate(*names: str, issuer=None, notBefore=None, notAfter=None):
+    """
+    A certificate for C{names} (host names or IP addresses), and its key.
+
+    @param issuer: C{(certificate, key)} of the issuing CA; without it the
+        certificate is self-signed (and may itself sign: it is a CA).
+    """
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    alternatives: list[x509.GeneralName] = []
+    for name in names:
+        try:
+            alternatives.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alternatives.append(x509.DNSName(name))
+    issuerName, signingKey = (subject, key) if issuer is None else (issuer[0].subject, issuer[1])
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuerName)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(notBefore or NOW - DAY)
+        .not_valid_after(notAfter or NOW + DAY)
+        .add_extension(x509.SubjectAlternativeName(alternatives), critical=False)
+        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
+        .sign(signingKey, hashes.SHA256())
+    )
+    return cert, key
 
 
 class OptionsTests(SynchronousTestCase):
@@ -58,7 +107,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual(options["target"], Target("example.test", 4000))
         self.assertEqual(options["username"], "alice")
         self.assertEqual(options["room"], "#games")
-        self.assertEqual(str(options["target"]), "example.test port 4000")
+        self.assertEqual(str(options["target"]), "example.test:4000")
 
     def test_endpointDescription(self) -> None:
         """
@@ -66,7 +115,31 @@ class OptionsTests(SynchronousTestCase):
         """
         options = self.parse("--port", "tcp:127.0.0.1:4000")
         self.assertEqual(options["target"].description, "tcp:127.0.0.1:4000")
-        self.assertEqual(str(options["target"]), "tcp:127.0.0.1:4000")
+        self.assertEqual(str(options["target"]), "127.0.0.1:4000")
+
+    def test_where(self) -> None:
+        """
+        Messages name the host and port (or socket) the user meant, however
+        the description spells them.
+        """
+        cases = [
+            (Target("::1", 4000), "[::1]:4000", "::1"),
+            (Target("", None, "tls:localhost:4000:trustRoots=/x"), "localhost:4000", "localhost"),
+            (
+                Target("", None, "tls:host=example.test:port=443"),
+                "example.test:443",
+                "example.test",
+            ),
+            (Target("", None, r"tcp:\:\:1:4000"), "[::1]:4000", "::1"),
+            (Target("", None, "unix:/run/chat.sock"), "unix socket /run/chat.sock", None),
+            (Target("", None, "unix:path=/run/chat.sock"), "unix socket /run/chat.sock", None),
+            (Target("", None, "odd:thing"), "odd:thing", None),
+        ]
+        for target, where, serverName in cases:
+            with self.subTest(target=target):
+                self.assertEqual(str(target), where)
+                if serverName is not None:
+                    self.assertEqual(target.serverName, serverName)
 
     def test_errors(self) -> None:
         """
@@ -107,6 +180,21 @@ class OptionsTests(SynchronousTestCase):
             self.assertIn(flag, text)
         self.assertIn("NO_COLOR", text)
 
+    def test_helpListsEveryExitStatus(self) -> None:
+        """
+        C{--help} ends with the exit statuses, one per line: exactly the
+        ones the client uses.
+        """
+        text = str(Options())
+        self.assertIn("\nExit status:\n", text)
+        listed = text.split("\nExit status:\n", 1)[1].splitlines()
+        codes = [int(line.split()[0]) for line in listed if line[:3].strip().isdigit()]
+        self.assertEqual(
+            codes,
+            [EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED, EXIT_TERMINATED],
+        )
+        self.assertEqual((EXIT_INTERRUPTED, EXIT_TERMINATED), (130, 143))
+
 
 class DescribeFailureTests(SynchronousTestCase):
     """
@@ -118,11 +206,24 @@ class DescribeFailureTests(SynchronousTestCase):
             (error.ConnectionRefusedError(), "connection refused"),
             (error.DNSLookupError("nosuch.invalid"), "host not found"),
             (error.TimeoutError(), "timed out"),
+            (error.ConnectError(2, "No such file or directory"), "no such file or directory"),
+            (error.ConnectError(string="odd"), "odd"),
+            (error.ConnectionLost(), "connection reset"),
+            (error.ConnectionAborted(), "aborted"),
+            (error.ConnectionLost("Connection reset by peer"), "connection reset by peer"),
             (OSError("odd\nsecond line"), "odd"),
         ]
         for value, expected in cases:
             with self.subTest(value=value):
                 self.assertEqual(client.describeFailure(Failure(value)), expected)
+
+    def test_notTwistedsWording(self) -> None:
+        """
+        A connect error is never Twisted's C{An error occurred while
+        connecting: 2: ...}.
+        """
+        reason = Failure(error.ConnectError(2, "No such file or directory"))
+        self.assertNotIn("An error occurred", client.describeFailure(reason))
 
     def test_isQuit(self) -> None:
         self.assertTrue(client.isQuit(b"/quit"))
@@ -130,6 +231,117 @@ class DescribeFailureTests(SynchronousTestCase):
         self.assertFalse(client.isQuit(b"/quitter"))
         self.assertFalse(client.isQuit(b"//quit"))
         self.assertFalse(client.isQuit(b""))
+
+
+class FakeTLSTransport(StringTransportWithDisconnection):
+    """
+    A string transport that looks like Twisted's TLS wrapper; its handle
+    has the certificate chain the server presented.
+    """
+
+    def __init__(self, chain=()) -> None:
+        super().__init__()
+        self.chain = list(chain)
+
+    def getHandle(self):
+        chain = self.chain
+
+        class Handle:
+            def get_peer_cert_chain(self, as_cryptography=False):
+                if as_cryptography:
+                    return chain
+                from OpenSSL import crypto
+
+                return [crypto.X509.from_cryptography(cert) for cert in chain]
+
+        return Handle()
+
+
+classImplements(FakeTLSTransport, interfaces.INegotiated)
+
+
+def sslError(*reasons: str) -> Failure:
+    return Failure(SSL.Error([("SSL routines", "", reason) for reason in reasons]))
+
+
+class DescribeTLSFailureTests(SynchronousTestCase):
+    """
+    A failed TLS handshake is one plain line: whose certificate was
+    refused and why, or that the server does not speak TLS.
+    """
+
+    target = Target("", None, "tls:127.0.0.1:4000")
+
+    def describe(self, reason, *chain) -> str:
+        return client.describeTLSFailure(reason, FakeTLSTransport(chain), self.target)
+
+    def test_selfSigned(self) -> None:
+        cert, _ = makeCertificate("127.0.0.1")
+        self.assertEqual(
+            self.describe(sslError("certificate verify failed"), cert),
+            "TLS: the server's certificate for 127.0.0.1 could not be verified "
+            "(self-signed certificate)",
+        )
+
+    def test_otherHost(self) -> None:
+        """
+        A certificate for another name (Twisted's C{service_identity}
+        check) says whom it is for.
+        """
+        cert, _ = makeCertificate("localhost", "chat.example")
+        self.assertEqual(
+            self.describe(Failure(VerificationError(errors=[])), cert),
+            "TLS: the server's certificate for 127.0.0.1 could not be verified "
+            "(it is for localhost, chat.example)",
+        )
+
+    def test_untrustedIssuer(self) -> None:
+        ca = makeCertificate("Chat Test CA")
+        cert, _ = makeCertificate("127.0.0.1", issuer=ca)
+        self.assertEqual(
+            self.describe(sslError("certificate verify failed"), cert, ca[0]),
+            "TLS: the server's certificate for 127.0.0.1 could not be verified "
+            "(issuer not trusted: CN=Chat Test CA)",
+        )
+
+    def test_outOfDate(self) -> None:
+        old, _ = makeCertificate("127.0.0.1", notBefore=NOW - 3 * DAY, notAfter=NOW - 2 * DAY)
+        early, _ = makeCertificate("127.0.0.1", notBefore=NOW + 2 * DAY, notAfter=NOW + 3 * DAY)
+        self.assertIn(
+            f"(expired on {NOW - 2 * DAY:%Y-%m-%d})",
+            self.describe(sslError("certificate verify failed"), old),
+        )
+        self.assertIn(
+            f"(not valid before {NOW + 2 * DAY:%Y-%m-%d})",
+            self.describe(sslError("certificate verify failed"), early),
+        )
+
+    def test_noChain(self) -> None:
+        self.assertIn("(no certificate)", self.describe(sslError("certificate verify failed")))
+
+    def test_notTLS(self) -> None:
+        """
+        Bytes that are not TLS (a plain server's greeting or reply) are
+        said so, never as OpenSSL's error list.
+        """
+        self.assertEqual(
+            self.describe(sslError("wrong version number")),
+            "TLS handshake failed: the server at 127.0.0.1:4000 does not speak TLS",
+        )
+
+    def test_closedDuringHandshake(self) -> None:
+        for reason in [sslError("unexpected eof while reading"), Failure(error.ConnectionDone())]:
+            with self.subTest(reason=reason):
+                self.assertEqual(
+                    self.describe(reason),
+                    "TLS handshake failed: the server at 127.0.0.1:4000 closed the connection",
+                )
+
+    def test_otherFailure(self) -> None:
+        self.assertEqual(
+            self.describe(sslError("tlsv1 alert protocol version")),
+            "TLS handshake failed with 127.0.0.1:4000: tlsv1 alert protocol version",
+        )
 
 
 class FakeConsole:
@@ -224,9 +436,10 @@ class SessionTests(SynchronousTestCase):
         self.session.finished.addCallback(self.codes.append)
         return self.session
 
-    def connect(self) -> None:
+    def connect(self, peer=None) -> None:
         proto = self.endpoint.protocol
         self.transport.protocol = proto
+        self.transport.peerAddr = peer or address.IPv4Address("TCP", "127.0.0.1", 21567)
         proto.makeConnection(self.transport)
 
     def serverSends(self, data: bytes) -> None:
@@ -279,8 +492,24 @@ class SessionTests(SynchronousTestCase):
         self.serverCloses()
         self.assertEqual(self.codes, [EXIT_OK])
         self.assertEqual(self.console.lines, ["Sat Nov 21 10:00:00 2026"])
-        self.assertEqual(self.console.statuses, [])
+        self.assertEqual(self.console.statuses, [("info", "connected to 127.0.0.1:21567")])
         self.assertTrue(self.console.closed)
+
+    def test_plainSaysWhereItConnected(self) -> None:
+        """
+        Plain mode says, as its one status line, the address it reached:
+        what the host name resolved to, or the socket.
+        """
+        cases = [
+            (address.IPv4Address("TCP", "127.0.0.1", 21567), "connected to 127.0.0.1:21567"),
+            (address.IPv6Address("TCP", "::1", 21567), "connected to [::1]:21567"),
+            (address.UNIXAddress(b"/run/chat.sock"), "connected to unix socket /run/chat.sock"),
+        ]
+        for peer, expected in cases:
+            with self.subTest(peer=peer):
+                self.makeSession()
+                self.connect(peer)
+                self.assertEqual(self.console.statuses, [("info", expected)])
 
     def test_plainEndOfInputBeforeConnect(self) -> None:
         """
@@ -325,7 +554,7 @@ class SessionTests(SynchronousTestCase):
         self.connect()
         self.serverCloses()
         self.assertEqual(self.codes, [EXIT_FAILED])
-        self.assertEqual(self.console.statuses, [("error", "the server closed the connection")])
+        self.assertEqual(self.console.statuses[1:], [("error", "the server closed the connection")])
 
     def test_connectionLost(self) -> None:
         self.makeSession()
@@ -345,7 +574,7 @@ class SessionTests(SynchronousTestCase):
         self.serverCloses()
         self.assertEqual(self.console.lines, ["whole", "part"])
         self.assertEqual(
-            self.console.statuses,
+            self.console.statuses[1:],
             [("error", "the server closed the connection in the middle of a line")],
         )
         self.assertEqual(self.codes, [EXIT_FAILED])
@@ -358,8 +587,7 @@ class SessionTests(SynchronousTestCase):
         session.finished.addCallback(codes.append)
         session.start(console, FakeEndpoint(error.ConnectionRefusedError()))
         self.assertEqual(
-            console.statuses,
-            [("error", "cannot connect to localhost port 4000: connection refused")],
+            console.statuses, [("error", "cannot connect to localhost:4000: connection refused")]
         )
         self.assertEqual(codes, [EXIT_FAILED])
         self.assertTrue(console.closed)
@@ -379,6 +607,88 @@ class SessionTests(SynchronousTestCase):
         self.connect()
         session.outputLost()
         self.assertEqual(self.codes, [EXIT_OK])
+
+    def test_terminated(self) -> None:
+        """
+        SIGTERM ends the session with status 143.
+        """
+        session = self.makeSession()
+        self.connect()
+        session.interrupted(EXIT_TERMINATED)
+        self.assertEqual(self.codes, [143])
+
+    # TLS
+
+    def test_tlsWaitsForHandshake(self) -> None:
+        """
+        Over TLS the connection is up only once the handshake is done:
+        until then typed lines wait and nothing is said.
+        """
+        session = self.makeSession(transportClass=FakeTLSTransport)
+        session.lineTyped(b"date")
+        self.connect()
+        self.assertEqual((self.sent(), self.console.statuses), (b"", []))
+        self.assertEqual(self.console.pauses, {"start"})
+        self.endpoint.protocol.handshakeCompleted()
+        self.assertEqual(self.sent(), b"date\n")
+        self.assertEqual(self.console.statuses, [("info", "connected to 127.0.0.1:21567 (TLS)")])
+        self.assertEqual(self.console.pauses, set())
+
+    def test_tlsLoginAfterHandshake(self) -> None:
+        self.makeSession("alice", transportClass=FakeTLSTransport)
+        self.connect()
+        self.assertEqual(self.sent(), b"")
+        self.endpoint.protocol.handshakeCompleted()
+        self.assertEqual(self.sent(), b"alice\n")
+
+    def test_tlsCertificateRefused(self) -> None:
+        """
+        A certificate the client refuses is a failed connection, said as
+        such (not as a server that closed before the login), status 1.
+        """
+        self.makeSession("alice", transportClass=FakeTLSTransport)
+        self.connect()
+        self.serverCloses(VerificationError(errors=[]))
+        self.assertEqual(
+            self.console.statuses,
+            [
+                (
+                    "error",
+                    "TLS: the server's certificate for localhost could not be verified "
+                    "(no certificate)",
+                )
+            ],
+        )
+        self.assertEqual(self.codes, [EXIT_FAILED])
+
+    def test_tlsHandshakeTimeout(self) -> None:
+        """
+        A server that never answers the handshake (it waits for a line
+        that never comes) is given up on after the connect timeout.
+        """
+        self.makeSession(transportClass=FakeTLSTransport)
+        self.connect()
+        self.clock.advance(CONNECT_TIMEOUT - 1)
+        self.assertEqual(self.codes, [])
+        self.clock.advance(1)
+        self.assertEqual(
+            self.console.statuses,
+            [
+                (
+                    "error",
+                    f"TLS handshake failed: no answer from the server at localhost:21567 "
+                    f"in {CONNECT_TIMEOUT} seconds",
+                )
+            ],
+        )
+        self.assertEqual(self.codes, [EXIT_FAILED])
+        self.assertFalse(self.transport.connected)
+
+    def test_tlsHandshakeDoneStopsTheTimer(self) -> None:
+        self.makeSession(transportClass=FakeTLSTransport)
+        self.connect()
+        self.endpoint.protocol.handshakeCompleted()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
     # Chat mode
 

@@ -15,8 +15,10 @@ from tests.test_client_process import (
     CLIENT,
     SCRIPT,
     ClientProcess,
-    assertOneLine,
+    assertMessages,
     clientEnv,
+    connectedTo,
+    serverCertificate,
     temporaryDirectory,
 )
 
@@ -44,7 +46,8 @@ class ServiceTests(TestCase):
         code, out, err = await runProcess(
             [SCRIPT, "--port", str(service.port())], b"date\nos\n", env=clientEnv()
         )
-        self.assertEqual((code, err), (0, b""))
+        self.assertEqual(code, 0)
+        assertMessages(self, err, connectedTo(service.port()))
         lines = out.decode("utf-8").splitlines()
         self.assertEqual(len(lines), 2, out)
         self.assertRegex(lines[0], f"^{CTIME}$")
@@ -57,7 +60,8 @@ class ServiceTests(TestCase):
             b"hello\nworld\n",
             env=clientEnv(),
         )
-        self.assertEqual((code, err), (0, b""))
+        self.assertEqual(code, 0)
+        assertMessages(self, err, connectedTo(service.port()))
         lines = out.decode("utf-8").splitlines()
         self.assertEqual(len(lines), 2, out)
         self.assertRegex(lines[0], rf"^\[{CTIME}\] hello$")
@@ -75,7 +79,28 @@ class ServiceTests(TestCase):
         service.kill()
         await service.wait()
         self.assertEqual(await client.wait(), 1)
-        assertOneLine(self, bytes(client.err))
+        assertMessages(
+            self,
+            bytes(client.err),
+            connectedTo(service.port()),
+            "the server closed the connection",
+        )
+
+    async def test_tlsAgainstPlainService(self) -> None:
+        """
+        C{tls:} against cmdserv's plain TCP port: cmdserv answers the TLS
+        greeting as a line, and the client says the server does not
+        speak TLS, in one line, status 1.
+        """
+        service = await self.startService("cmdserv")
+        port = service.port()
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", f"tls:127.0.0.1:{port}"], b"date\n", env=clientEnv()
+        )
+        self.assertEqual((code, out), (1, b""))
+        assertMessages(
+            self, err, f"TLS handshake failed: the server at 127.0.0.1:{port} does not speak TLS"
+        )
 
 
 class ChatTests(TestCase):
@@ -147,3 +172,48 @@ class ChatTests(TestCase):
         )
         self.assertEqual(code, 3, err)
         self.assertTrue(re.search(rb"login error: .+", err), err)
+
+
+class ChatOverTLSTests(TestCase):
+    """
+    C{twistd chat} behind TLS.
+    """
+
+    async def test_selfSignedChat(self) -> None:
+        """
+        The chat service over TLS with a self-signed certificate: a client
+        that does not trust it says so, in one line, rather than that the
+        server closed the connection before login; one told to trust it
+        (C{trustRoots}) logs in and leaves cleanly.
+        """
+        cwd = temporaryDirectory(self)
+        roots, key = os.path.join(cwd, "roots"), os.path.join(cwd, "server.key")
+        serverCertificate(roots, "127.0.0.1", keyFile=key)
+        cert = os.path.join(roots, "server.pem")
+        service = await TwistdProcess.start(
+            "chat",
+            "--port",
+            f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1",
+            "--history",
+            ":memory:",
+            cwd=cwd,
+        )
+        self.addCleanup(service.stop)
+        endpoint = f"tls:127.0.0.1:{service.port()}"
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", endpoint, "-u", "alice"], b"hello\n", env=clientEnv()
+        )
+        self.assertEqual((code, out), (1, b""))
+        assertMessages(
+            self,
+            err,
+            "TLS: the server's certificate for 127.0.0.1 could not be verified "
+            "(self-signed certificate)",
+        )
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", f"{endpoint}:trustRoots={roots}", "-u", "alice"],
+            b"/quit\n",
+            env=clientEnv(),
+        )
+        self.assertEqual(code, 0, err)
+        assertMessages(self, err, "login success: logged in as alice, in #lobby with: nobody")

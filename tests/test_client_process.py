@@ -25,6 +25,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from tests.support import DEADLINE, runProcess, withDeadline
+from tests.test_client import makeCertificate
 from tests.test_client_console import Screen
 
 #: The client, run as a module (C{python -m chatsvc.client}).
@@ -262,6 +263,24 @@ def assertOneLine(test: TestCase, stderr: bytes, *expected: str) -> None:
         test.assertIn(part, text)
 
 
+def assertMessages(test: TestCase, stderr: bytes, *messages: str) -> None:
+    """
+    C{stderr} is exactly the client's C{messages}, one line each
+    (C{chatsvc-client: MESSAGE}), and nothing else: no traceback.
+    """
+    text = stderr.decode("utf-8", "replace")
+    test.assertNotIn("Traceback", text)
+    test.assertEqual(text, "".join(f"chatsvc-client: {message}\n" for message in messages))
+
+
+def connectedTo(port: int, tls: bool = False) -> str:
+    """
+    What plain mode says once connected to C{port} on 127.0.0.1 (the
+    test servers listen there only, so C{localhost} resolves to it).
+    """
+    return f"connected to 127.0.0.1:{port}" + (" (TLS)" if tls else "")
+
+
 class PipeTests(TestCase):
     """
     The client on pipes, as in scripts.
@@ -277,7 +296,8 @@ class PipeTests(TestCase):
         code, out, err = await runProcess(
             [*CLIENT, "--port", str(port)], b"date\nos\n", env=clientEnv()
         )
-        self.assertEqual((code, out, err), (0, b"echo date\necho os\n", b""))
+        self.assertEqual((code, out), (0, b"echo date\necho os\n"))
+        assertMessages(self, err, connectedTo(port))
 
     async def test_consoleScript(self) -> None:
         """
@@ -289,7 +309,8 @@ class PipeTests(TestCase):
         code, out, err = await runProcess(
             [SCRIPT, "--host", "127.0.0.1", "--port", str(port)], b"one\r\ntwo", env=clientEnv()
         )
-        self.assertEqual((code, out, err), (0, b"echo one\necho two\n", b""))
+        self.assertEqual((code, out), (0, b"echo one\necho two\n"))
+        assertMessages(self, err, connectedTo(port))
 
     async def test_endpointDescription(self) -> None:
         server = ScriptedServer()
@@ -297,13 +318,24 @@ class PipeTests(TestCase):
         code, out, err = await runProcess(
             [*CLIENT, "--port", f"tcp:127.0.0.1:{port}"], b"x\n", env=clientEnv()
         )
-        self.assertEqual((code, out, err), (0, b"echo x\n", b""))
+        self.assertEqual((code, out), (0, b"echo x\n"))
+        assertMessages(self, err, connectedTo(port))
 
     async def test_help(self) -> None:
+        """
+        C{--help} names every option and lists the exit statuses; it and
+        C{--version} exit 0.
+        """
         code, out, err = await runProcess([SCRIPT, "--help"], env=clientEnv())
-        self.assertEqual(code, 0)
+        self.assertEqual((code, err), (0, b""))
         for flag in (b"--host", b"--port", b"--username", b"--room", b"--color"):
             self.assertIn(flag, out)
+        statuses = out.split(b"\nExit status:\n", 1)[1]
+        for code in (b"0", b"1", b"2", b"3", b"130", b"143"):
+            self.assertRegex(statuses, rb"(?m)^  " + code + rb" +\S")
+        code, out, err = await runProcess([SCRIPT, "--version"], env=clientEnv())
+        self.assertEqual((code, err), (0, b""))
+        self.assertTrue(out.startswith(b"chatsvc-client "), out)
 
     async def test_badFlag(self) -> None:
         code, out, err = await runProcess([*CLIENT, "--bogus"], env=clientEnv())
@@ -321,7 +353,58 @@ class PipeTests(TestCase):
             [*CLIENT, "--host", "127.0.0.1", "--port", str(number)], b"date\n", env=clientEnv()
         )
         self.assertEqual((code, out), (1, b""))
-        assertOneLine(self, err, "connection refused", str(number))
+        assertMessages(self, err, f"cannot connect to 127.0.0.1:{number}: connection refused")
+
+    async def test_noSuchHost(self) -> None:
+        """
+        A host name that does not resolve (C{.invalid} never does, and
+        fails without asking a DNS server): one line, status 1.
+        """
+        code, out, err = await runProcess(
+            [*CLIENT, "--host", "nonexistent.invalid", "--port", "21567"], b"x\n", env=clientEnv()
+        )
+        self.assertEqual((code, out), (1, b""))
+        assertMessages(self, err, "cannot connect to nonexistent.invalid:21567: host not found")
+
+    async def test_unixSocketMissing(self) -> None:
+        """
+        A C{unix:} socket that does not exist: one line in plain words,
+        not Twisted's C{An error occurred while connecting: 2: ...}.
+        """
+        path = os.path.join(temporaryDirectory(self), "chat.sock")
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", f"unix:{path}"], b"x\n", env=clientEnv()
+        )
+        self.assertEqual((code, out), (1, b""))
+        assertMessages(
+            self, err, f"cannot connect to unix socket {path}: no such file or directory"
+        )
+
+    async def test_terminated(self) -> None:
+        """
+        SIGTERM: exit status 143, nothing said beyond where it connected.
+        """
+        server = ScriptedServer()
+        port = await server.listen(self)
+        client = ClientProcess.start(self, "--port", str(port))
+        await client.waitError(b"connected to")
+        client.transport.signalProcess("TERM")
+        self.assertEqual(await client.wait(), 143)
+        assertMessages(self, bytes(client.err), connectedTo(port))
+
+    async def test_outputGone(self) -> None:
+        """
+        The reader of standard output goes away (C{chatsvc-client | head
+        -1}): the client leaves quietly with status 0.
+        """
+        server = ScriptedServer()
+        port = await server.listen(self)
+        client = ClientProcess.start(self, "--port", str(port))
+        await client.waitError(b"connected to")
+        client.transport.closeStdout()
+        server.connections[0].sendLine(b"nobody reads this")
+        self.assertEqual(await client.wait(), 0)
+        assertMessages(self, bytes(client.err), connectedTo(port))
 
     async def test_escapesAndInvalidUTF8(self) -> None:
         """
@@ -352,7 +435,12 @@ class PipeTests(TestCase):
         code = await client.wait()
         self.assertEqual(code, 1)
         self.assertEqual(bytes(client.out), b"whole\npart\n")
-        assertOneLine(self, bytes(client.err), "middle of a line")
+        assertMessages(
+            self,
+            bytes(client.err),
+            connectedTo(port),
+            "the server closed the connection in the middle of a line",
+        )
 
     async def test_serverClosesUnasked(self) -> None:
         server = ScriptedServer(greeting=b"bye\n", closeAfterGreeting=True)
@@ -360,7 +448,9 @@ class PipeTests(TestCase):
         client = ClientProcess.start(self, "--port", str(port))
         self.assertEqual(await client.wait(), 1)
         self.assertEqual(bytes(client.out), b"bye\n")
-        assertOneLine(self, bytes(client.err), "the server closed the connection")
+        assertMessages(
+            self, bytes(client.err), connectedTo(port), "the server closed the connection"
+        )
 
     async def test_connectionReset(self) -> None:
         """
@@ -373,7 +463,12 @@ class PipeTests(TestCase):
         await client.waitOutput(b"echo ping\n")
         server.connections[0].transport.abortConnection()
         self.assertEqual(await client.wait(), 1)
-        assertOneLine(self, bytes(client.err))
+        assertMessages(
+            self,
+            bytes(client.err),
+            connectedTo(port),
+            "lost the connection to the server: connection reset",
+        )
 
     async def test_fullDuplex(self) -> None:
         """
@@ -407,35 +502,18 @@ class PipeTests(TestCase):
         self.assertEqual(out, b"\x1b[31merror: boom\x1b[0m\n")
 
 
-def localhostCertificate(directory: str):
+def serverCertificate(directory: str, *names: str, keyFile: str | None = None):
     """
-    A self-signed certificate for C{localhost}: its PEM file is written
-    to C{directory} (for the client's C{trustRoots}); the server's TLS
-    options are returned.
+    A self-signed certificate for C{names} (default C{localhost}), made
+    on the fly: the certificate is written to C{directory}/server.pem
+    (for the client's C{trustRoots}, which takes every file there for a
+    certificate), its key to C{keyFile} if given (for a C{twistd}
+    service); the server's TLS options are returned.
     """
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
+    from cryptography.hazmat.primitives import serialization
     from twisted.internet import ssl
 
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 (3.10 has no datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
+    cert, key = makeCertificate(*(names or ("localhost",)))
     certPEM = cert.public_bytes(serialization.Encoding.PEM)
     keyPEM = key.private_bytes(
         serialization.Encoding.PEM,
@@ -443,30 +521,111 @@ def localhostCertificate(directory: str):
         serialization.NoEncryption(),
     )
     os.makedirs(directory)
-    with open(os.path.join(directory, "localhost.pem"), "wb") as f:
+    with open(os.path.join(directory, "server.pem"), "wb") as f:
         f.write(certPEM)
+    if keyFile is not None:
+        with open(keyFile, "wb") as f:
+            f.write(keyPEM)
     return ssl.PrivateCertificate.loadPEM(certPEM + keyPEM).options()
 
 
 class TLSTests(TestCase):
     """
-    A C{tls:} endpoint description: TLS cannot half-close, so on end of
-    input the client closes once every line has had its reply.
+    C{tls:} endpoint descriptions.  TLS cannot half-close, so on end of
+    input the client closes once every line has had its reply.  A
+    handshake that fails is one plain line and status 1.
     """
 
-    async def test_plainOverTLS(self) -> None:
+    async def tlsServer(self, *names: str, respond=None) -> tuple[ScriptedServer, int, str]:
+        """
+        A scripted server behind TLS with a fresh self-signed certificate;
+        returns it, its port and the directory holding the certificate.
+        """
         roots = os.path.join(temporaryDirectory(self), "roots")
-        options = localhostCertificate(roots)
-        server = ScriptedServer()
+        options = serverCertificate(roots, *names)
+        server = ScriptedServer(respond)
         server.port = reactor.listenSSL(0, server, options, interface="127.0.0.1")
         self.addCleanup(server.shutdown)
-        port = server.port.getHost().port
+        return server, server.port.getHost().port, roots
+
+    async def test_plainOverTLS(self) -> None:
+        server, port, roots = await self.tlsServer()
         code, out, err = await runProcess(
             [*CLIENT, "--port", f"tls:localhost:{port}:trustRoots={roots}"],
             b"date\nos\n",
             env=clientEnv(),
         )
-        self.assertEqual((code, out, err), (0, b"echo date\necho os\n", b""))
+        self.assertEqual((code, out), (0, b"echo date\necho os\n"))
+        assertMessages(self, err, connectedTo(port, tls=True))
+
+    async def test_selfSignedCertificate(self) -> None:
+        """
+        A self-signed certificate the client was not told to trust: said
+        so, nothing sent, status 1.
+        """
+        server, port, roots = await self.tlsServer("127.0.0.1")
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", f"tls:127.0.0.1:{port}"], b"date\n", env=clientEnv()
+        )
+        self.assertEqual((code, out), (1, b""))
+        assertMessages(
+            self,
+            err,
+            "TLS: the server's certificate for 127.0.0.1 could not be verified "
+            "(self-signed certificate)",
+        )
+        self.assertEqual(list(server.lines), [])
+
+    async def test_selfSignedCertificateInChat(self) -> None:
+        """
+        In chat mode the refused certificate is said the same way, not as
+        a server that closed the connection before the login.
+        """
+        server, port, roots = await self.tlsServer("localhost")
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", f"tls:localhost:{port}", "-u", "alice"], b"hi\n", env=clientEnv()
+        )
+        self.assertEqual((code, out), (1, b""))
+        assertMessages(
+            self,
+            err,
+            "TLS: the server's certificate for localhost could not be verified "
+            "(self-signed certificate)",
+        )
+        self.assertEqual(list(server.lines), [])
+
+    async def test_certificateForAnotherHost(self) -> None:
+        """
+        A trusted certificate for another name says whom it is for.
+        """
+        server, port, roots = await self.tlsServer("localhost")
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", f"tls:127.0.0.1:{port}:trustRoots={roots}"],
+            b"date\n",
+            env=clientEnv(),
+        )
+        self.assertEqual((code, out), (1, b""))
+        assertMessages(
+            self,
+            err,
+            "TLS: the server's certificate for 127.0.0.1 could not be verified "
+            "(it is for localhost)",
+        )
+
+    async def test_plainServer(self) -> None:
+        """
+        C{tls:} against a plain TCP server (which greets in plain text):
+        one plain line, not OpenSSL's error list, status 1.
+        """
+        server = ScriptedServer(greeting=b"hello\n")
+        port = await server.listen(self)
+        code, out, err = await runProcess(
+            [*CLIENT, "--port", f"tls:127.0.0.1:{port}"], b"date\n", env=clientEnv()
+        )
+        self.assertEqual((code, out), (1, b""))
+        assertMessages(
+            self, err, f"TLS handshake failed: the server at 127.0.0.1:{port} does not speak TLS"
+        )
 
 
 class ChatPipeTests(TestCase):
@@ -538,6 +697,20 @@ class ChatPipeTests(TestCase):
         self.assertEqual(await server.nextLine(), b"/quit")
         self.assertEqual(await client.wait(), 130)
         self.assertNotIn(b"Traceback", bytes(client.err))
+
+    async def test_terminated(self) -> None:
+        """
+        SIGTERM leaves the chat with C{/quit} too, and status 143.
+        """
+        server = ScriptedServer(chatResponder(b"success: hi"))
+        port = await server.listen(self)
+        client = ClientProcess.start(self, "--port", str(port), "-u", "alice")
+        await client.waitError(b"login success")
+        client.transport.signalProcess("TERM")
+        self.assertEqual(await server.nextLine(), b"alice")
+        self.assertEqual(await server.nextLine(), b"/quit")
+        self.assertEqual(await client.wait(), 143)
+        assertMessages(self, bytes(client.err), "login success: hi")
 
     async def test_chatServerGoesAway(self) -> None:
         server = ScriptedServer(chatResponder(b"success: hi"))
@@ -675,6 +848,19 @@ class TerminalTests(TestCase):
         self.assertEqual(await server.nextLine(), b"/quit")
         self.assertEqual(await term.exitStatus(), 0)
 
+    async def test_endOfInputAtNamePrompt(self) -> None:
+        """
+        Ctrl-D at the C{name:} prompt gives up the login: status 3.
+        """
+        server = ScriptedServer(chatResponder(b"reuse: the name alice is taken"))
+        port = await server.listen(self)
+        term = Terminal([*CLIENT, "--port", str(port), "-u", "alice"], terminalEnv())
+        await term.start(self)
+        await term.expect(rb"name: ")
+        await term.send(b"\x04")
+        self.assertEqual(await term.exitStatus(), 3)
+        self.assertEqual(list(server.lines), [b"alice"])
+
     async def colouredOutput(self, **env: str) -> bytes:
         server = ScriptedServer(greeting=b"error: boom\n[Sat Nov 21 10:00:00 2026] hello\n")
         port = await server.listen(self)
@@ -684,7 +870,14 @@ class TerminalTests(TestCase):
         await term.send(b"\x04")
         self.assertEqual(await term.exitStatus(), 0)
         rows = term.screen().rows()
-        self.assertEqual(rows[:2], ["error: boom", "[Sat Nov 21 10:00:00 2026] hello"])
+        self.assertEqual(
+            rows[:3],
+            [
+                f"chatsvc-client: {connectedTo(port)}",
+                "error: boom",
+                "[Sat Nov 21 10:00:00 2026] hello",
+            ],
+        )
         return term.output()
 
     async def test_colourOnTerminal(self) -> None:
