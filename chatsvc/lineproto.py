@@ -226,7 +226,8 @@ class LineProtocol(protocol.Protocol):
         self.clock = self.factory.clock
         self.framer = LineFramer(limits.maxLine)
         self._lastActivity = self.clock.seconds()
-        self._out: list | None = [] if self.factory.batcher is not None else None
+        self._batcher = self.factory.batcher
+        self._out: list | None = [] if self._batcher is not None else None
         self._direct = isPlainTCP(self.transport)
         self.factory.connections.add(self)
         self.transport.registerProducer(self, True)
@@ -370,7 +371,7 @@ class LineProtocol(protocol.Protocol):
         if out is None:
             self.transport.write(data)
             return
-        batcher = self.factory.batcher
+        batcher = self._batcher
         if not out:
             batcher.mark(self)
         out.append(data)

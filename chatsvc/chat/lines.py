@@ -69,6 +69,27 @@ class ChatLineProtocol(LineProtocol):
     def close(self) -> None:
         self.closeWith(None)
 
+    def deliver(self, event: events.Event) -> None:
+        """
+        The hub's fan-out for this connection: L{ChatSession.deliver} with
+        the batched write inlined.  It runs once per recipient of every
+        event, and a call less per recipient is worth about a tenth of the
+        fan-out's instructions (benchmarks/RESULTS.md).
+        """
+        session = self.session
+        origin = event.origin
+        if origin is not None and origin == session._ownInText:
+            session.deliverOwn(event)
+            return
+        key = session._rendering
+        data = event.rendered.get(key) or event.encoded(key)
+        out = self._out
+        if out and not self._outputPaused and not self.disconnecting:
+            out.append(data)
+            self._batcher.pendingBytes += len(data)
+        else:
+            self.write(data)
+
     # -- input --------------------------------------------------------------
 
     def dataReceived(self, data: bytes) -> None:

@@ -106,6 +106,11 @@ class IChatSink(Interface):
         close.
         """
 
+    # Optional: deliver(event).  A sink whose transport batches writes
+    # may take the hub's events itself, saving a call per recipient on
+    # the fan-out path; it must do exactly what ChatSession.deliver does
+    # (using the session's _ownInText, _rendering and deliverOwn).
+
 
 class Population:
     """
@@ -220,6 +225,9 @@ class ChatSession:
         self._ending = sink.ending
         self._renderings = sink.renderings
         self._write = sink.write
+        #: What the hub hands this user's events to: this session, or the
+        #: sink if it takes them itself (L{IChatSink}'s optional deliver).
+        self.listener = sink if hasattr(sink, "deliver") else self
         self._setFormat(TEXT)
         self._loginTimer = clock.callLater(limits.loginTimeout, self._loginTimedOut)
         if population is not None:
@@ -227,6 +235,7 @@ class ChatSession:
 
     def _setFormat(self, fmt: str) -> None:
         self.format = fmt
+        self._own()
         self._rendering = self._renderings[fmt]
         self._sent = self._renderings.get(events.SENT, events.SENT)
 
@@ -278,17 +287,35 @@ class ChatSession:
         (this runs once per recipient of every event: keep it short).
         """
         origin = event.origin
-        if origin is not None and self.format is TEXT and self._isOwn(origin):
-            if event.kind in _NOT_ECHOED:
-                return
-            if event.kind == events.PRIVATE:
-                self._ownPrivate(event)
-                return
+        if origin is not None and origin == self._ownInText:
+            self.deliverOwn(event)
+            return
         key = self._rendering
         self._write(event.rendered.get(key) or event.encoded(key))
 
-    def _isOwn(self, origin) -> bool:
-        return self.member is not None and origin == self.member.id
+    def deliverOwn(self, event: events.Event) -> None:
+        """
+        Deliver an event this user caused, in text mode: messages, actions
+        and joins are not shown back; a private message is confirmed as
+        C{-> bob: text}; the rest is shown as to everyone.
+        """
+        kind = event.kind
+        if kind in _NOT_ECHOED:
+            return
+        if kind == events.PRIVATE:
+            self._ownPrivate(event)
+            return
+        self._write(event.encoded(self._rendering))
+
+    def _own(self) -> None:
+        """
+        Which origin's events are this user's own and not echoed: the
+        member's id in text mode; in JSON (everything echoed) or before
+        login, nothing.  Kept in one attribute, so that the fan-out
+        decides with one comparison.
+        """
+        member = self.member
+        self._ownInText = member.id if member is not None and self.format is TEXT else None
 
     def _ownPrivate(self, event: events.Event) -> None:
         """
@@ -368,7 +395,7 @@ class ChatSession:
         room = words[1] if len(words) == 2 else DEFAULT_ROOM
         try:
             room = checkRoom(room)
-            member = self.hub.login(name, self)
+            member = self.hub.login(name, self.listener)
         except ChatError as e:
             if e.code == "reuse":
                 self._reply("reuse", f"{e}; send another name")
@@ -379,6 +406,7 @@ class ChatSession:
             self._error("invalid", f"{e}; send NAME [ROOM]")
             return
         self.member = member
+        self._own()
         self._cancelLoginTimer()
         shown, names = self.hub.who(room)
         first = replies.ListLine(
@@ -556,6 +584,7 @@ class ChatSession:
 
     def _leave(self) -> None:
         member, self.member = self.member, None
+        self._own()
         if member is not None:
             population = self.population
             announce = population is None or not population.shuttingDown
