@@ -72,7 +72,7 @@ MiB = 1024 * 1024
 #: A room message in the text rendering: C{[ctime] #ROOM NAME: SEQ T ...}.
 MESSAGE = re.compile(rb"^\[[^\]]*\] #([^ ]+) ([^ :]+): (\d+) (\d+\.\d+) ")
 LISTENING = re.compile(rb"chat listening on tcp [^\s]+:(\d+)")
-#: What must never reach a user raw (independent of chatsvc.text).
+#: What must never reach a user raw (independent of chatsvc.net.text).
 UNSAFE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 TRACEBACK = (b"Traceback (most recent call last)", b"Unhandled Error")
 NEWLINE = b"\n"

@@ -31,7 +31,7 @@ from zope.interface import implementer
 
 import chatsvc
 from chatsvc.console import PROGRAM, Colours, openConsole
-from chatsvc.text import decodeLine
+from chatsvc.net.text import decodeLine
 
 DEFAULT_PORT = 21567
 

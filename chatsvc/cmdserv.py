@@ -28,9 +28,9 @@ from twisted.logger import Logger
 from twisted.python import threadpool, usage
 
 from chatsvc import listing
-from chatsvc.lineproto import LineFactory, LineProtocol
-from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit
-from chatsvc.options import DEFAULT_PORT, ServiceOptions, integer
+from chatsvc.net.lineproto import LineFactory, LineProtocol
+from chatsvc.net.listening import ExitCleanly, ListenService, raiseFileLimit
+from chatsvc.net.options import DEFAULT_PORT, ServiceOptions, integer
 
 log = Logger()
 

@@ -14,7 +14,7 @@ the client's own messages.  There are two, chosen by L{openConsole}:
 
 Both talk to an L{IConsoleUser} (the client session) and offer the same
 L{IConsole} methods to it.  Server text reaches them already decoded and
-neutralised (L{chatsvc.text.decodeLine}): consoles add colour only where
+neutralised (L{chatsvc.net.text.decodeLine}): consoles add colour only where
 it is wanted (L{Colours}) and never write a control character that came
 from the network.
 

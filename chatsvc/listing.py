@@ -21,7 +21,7 @@ keeps only the C{maxEntries} smallest names in a heap while counting the
 rest, and stops reading after C{maxScan} entries, so neither time nor
 memory grows without bound with the directory.  Names are sorted by
 their bytes (as C{LC_ALL=C ls} does), shown with escapes when they are
-not valid UTF-8 or hold controls (L{chatsvc.text.escapeName}), and
+not valid UTF-8 or hold controls (L{chatsvc.net.text.escapeName}), and
 directories get a trailing C{/}.
 """
 
@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from chatsvc.text import escapeName
+from chatsvc.net.text import escapeName
 
 #: Most symlinks followed while resolving one path (Linux's own limit).
 MAX_SYMLINKS = 40

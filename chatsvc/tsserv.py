@@ -17,9 +17,9 @@ from twisted.application import service
 from twisted.internet import protocol
 from twisted.python import usage
 
-from chatsvc.lineproto import LineFactory, LineProtocol
-from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit
-from chatsvc.options import ServiceOptions, integer, portDescription, splitDescription
+from chatsvc.net.lineproto import LineFactory, LineProtocol
+from chatsvc.net.listening import ExitCleanly, ListenService, raiseFileLimit
+from chatsvc.net.options import ServiceOptions, integer, portDescription, splitDescription
 from chatsvc.stamps import daytime, rfc868, stamp
 from chatsvc.udpservices import (
     DatagramGuard,

@@ -37,12 +37,12 @@ from twisted.internet import error
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from chatsvc.lineproto import addressKey
-from chatsvc.listening import PortService, startupError
-from chatsvc.options import splitDescription
-from chatsvc.ratelimit import BucketTable, TokenBucket
+from chatsvc.net.lineproto import addressKey
+from chatsvc.net.listening import PortService, startupError
+from chatsvc.net.options import splitDescription
+from chatsvc.net.ratelimit import BucketTable, TokenBucket
+from chatsvc.net.text import decodeLine
 from chatsvc.stamps import daytime, looksLikeReply, rfc868, stamp
-from chatsvc.text import decodeLine
 
 log = Logger()
 
@@ -309,10 +309,10 @@ class TimeDatagramProtocol(ReplyProtocol):
 
 class DatagramListenService(PortService):
     """
-    Listen for datagrams on C{interface:port}, as L{chatsvc.listening.
+    Listen for datagrams on C{interface:port}, as L{chatsvc.net.listening.
     ListenService} does for streams: bound in C{privilegedStartService}
     (ports below 1024 need it), a port that cannot be bound is one line on
-    standard error (L{chatsvc.listening.startupError}) and exit status 1, and the log line
+    standard error (L{chatsvc.net.listening.startupError}) and exit status 1, and the log line
     C{LABEL listening on udp HOST:PORT} says where.
 
     Datagrams are read with room for one byte over L{MAX_DATAGRAM}:

@@ -23,7 +23,7 @@ from twisted.trial.unittest import TestCase
 
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
-from chatsvc.ratelimit import TokenBucket
+from chatsvc.net.ratelimit import TokenBucket
 from chatsvc.testing import Clock, MemoryHistory
 from tests.support import DEADLINE, LineClient, connect, waitFor, withDeadline
 

@@ -21,8 +21,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial import unittest
 
 from chatsvc import cmdserv, listing
-from chatsvc.lineproto import Limits
-from chatsvc.listening import ListenService
+from chatsvc.net.lineproto import Limits
+from chatsvc.net.listening import ListenService
 from tests.support import DEADLINE, TwistdProcess, connect, runProcess, waitFor, withDeadline
 from tests.test_lineproto import selfSignedPEM
 from tests.test_listing import TRAVERSALS, TREE_LISTING, bigDirectory, makeTree, tempDir

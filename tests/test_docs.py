@@ -280,7 +280,7 @@ EXAMPLE_PAGES = ("README.rst", "docs/protocol.rst")
 #: object of every type (alice, in text mode, is there to be written to).
 JSON_SESSION = (
     b"/format json\nbot\nhello\n/me waves\n/who\n/rooms\n/msg alice psst\n"
-    b"/nick robot\n/history\n/bogus\n/join games\n/join lobby\n"
+    b"/nick robot\n/history\n/bogus\n/topic tea at four\n/join games\n/join lobby\n"
 )
 
 

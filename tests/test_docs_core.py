@@ -90,23 +90,11 @@ def runExample(test: unittest.SynchronousTestCase) -> dict:
     return namespace
 
 
-def _plumbing(dotted: str) -> str:
-    """
-    C{dotted}, or, while the line plumbing still lives at the package's
-    top (before C{chatsvc/net/} exists), C{chatsvc.net.X} spelled as
-    C{chatsvc.X}: the page names the modules where they are being moved
-    to.  Once C{chatsvc.net} exists, names are checked as written.
-    """
-    if dotted.startswith("chatsvc.net.") and importlib.util.find_spec("chatsvc.net") is None:
-        return "chatsvc." + dotted[len("chatsvc.net.") :]
-    return dotted
-
-
 def _module(dotted: str):
     """
     The longest importable prefix of C{dotted} and the rest of its parts.
     """
-    parts = _plumbing(dotted).split(".")
+    parts = dotted.split(".")
     for cut in range(len(parts), 0, -1):
         try:
             return importlib.import_module(".".join(parts[:cut])), parts[cut:]
@@ -146,7 +134,7 @@ def resolves(dotted: str) -> bool:
     else:
         rest = dotted.split(".")
         candidates = []
-        for name in map(_plumbing, MODULES):
+        for name in MODULES:
             try:
                 candidates.append(importlib.import_module(name))
             except ImportError:

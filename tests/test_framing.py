@@ -1,5 +1,5 @@
 """
-Tests for L{chatsvc.framing.LineFramer} and L{chatsvc.text}: unit tests of
+Tests for L{chatsvc.net.framing.LineFramer} and L{chatsvc.net.text}: unit tests of
 the framing rules, and hypothesis properties (docs/hardening.rst item 12): any
 stream cut at any points gives exactly the events of one write, the
 unfinished line never holds more than C{maxLength + 1} bytes, and every
@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from chatsvc.framing import DEFAULT_MAX_LINE, TOO_LONG, LineFramer
-from chatsvc.text import decodeLine, escapeName, isSafe, neutralise
+from chatsvc.net.framing import DEFAULT_MAX_LINE, TOO_LONG, LineFramer
+from chatsvc.net.text import decodeLine, escapeName, isSafe, neutralise
 from tests.hypothesisprofiles import examples
 
 
@@ -26,7 +26,7 @@ def unsafeCharacters(text: str) -> list[str]:
     """
     The characters of C{text} that must never reach another user raw: C0
     controls but TAB, DEL, C1 controls, bidi embeddings, overrides and
-    isolates.  Written out here, independently of L{chatsvc.text}.
+    isolates.  Written out here, independently of L{chatsvc.net.text}.
     """
     bad = []
     for c in text:
@@ -460,7 +460,7 @@ class FramingPropertyTests(unittest.SynchronousTestCase):
 
 class TextTests(unittest.SynchronousTestCase):
     """
-    L{chatsvc.text}: decoding per line and neutralising controls.
+    L{chatsvc.net.text}: decoding per line and neutralising controls.
     """
 
     def test_invalidUtf8Replaced(self) -> None:
@@ -548,7 +548,7 @@ class TextTests(unittest.SynchronousTestCase):
 
 class TextPropertyTests(unittest.SynchronousTestCase):
     """
-    Hypothesis properties of L{chatsvc.text}.
+    Hypothesis properties of L{chatsvc.net.text}.
     """
 
     @settings(max_examples=examples(500))

@@ -1,8 +1,8 @@
 """
 Tests for the foundation every line service stands on:
-L{chatsvc.lineproto} (framing rules on a connection, ordering, half-close,
+L{chatsvc.net.lineproto} (framing rules on a connection, ordering, half-close,
 back-pressure, the connection policy, timeouts, closing),
-L{chatsvc.ratelimit}, L{chatsvc.options} and L{chatsvc.listening}.
+L{chatsvc.net.ratelimit}, L{chatsvc.net.options} and L{chatsvc.net.listening}.
 
 Most tests drive a protocol on a C{StringTransport} with a C{task.Clock};
 L{LoopbackTests} repeat the rules that depend on real sockets (kernel
@@ -36,8 +36,8 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from chatsvc import listening, options
-from chatsvc.lineproto import (
+from chatsvc.net import listening, options
+from chatsvc.net.lineproto import (
     ConnectionPolicy,
     Limits,
     LineFactory,
@@ -46,7 +46,7 @@ from chatsvc.lineproto import (
     addressKey,
     isLoopback,
 )
-from chatsvc.ratelimit import BucketTable, TokenBucket
+from chatsvc.net.ratelimit import BucketTable, TokenBucket
 from tests.hypothesisprofiles import examples
 from tests.support import LineClient, waitFor, withDeadline
 
@@ -1712,7 +1712,7 @@ class StartupErrorTests(unittest.SynchronousTestCase):
         real, redirected = io.StringIO(), io.StringIO()
         self.patch(sys, "__stderr__", real)
         self.patch(sys, "stderr", redirected)
-        logged = LogCapture(self, "chatsvc.listening")
+        logged = LogCapture(self, "chatsvc.net.listening")
         listening.startupError("test: cannot listen on tcp:1: Address already in use")
         self.assertEqual(real.getvalue(), "test: cannot listen on tcp:1: Address already in use\n")
         self.assertEqual(redirected.getvalue(), "")
@@ -1726,7 +1726,7 @@ class StartupErrorTests(unittest.SynchronousTestCase):
         with open(os.devnull, "w") as null:
             self.patch(sys, "__stderr__", null)
             self.patch(sys, "stderr", io.StringIO())
-            logged = LogCapture(self, "chatsvc.listening")
+            logged = LogCapture(self, "chatsvc.net.listening")
             listening.startupError("test: cannot listen")
         self.assertEqual(logged.texts(LogLevel.error), ["test: cannot listen"])
 
@@ -1739,7 +1739,7 @@ class ListenAnnounceTests(unittest.TestCase):
     """
 
     def listen(self, description: str, localOnly: str | None = None, memory=None):
-        logged = LogCapture(self, "chatsvc.listening")
+        logged = LogCapture(self, "chatsvc.net.listening")
         service = listening.ListenService(
             description, ClosingFactory(), "test", memory or reactor, localOnly=localOnly
         )
@@ -1820,7 +1820,7 @@ class ListenAnnounceTests(unittest.TestCase):
             def bind(self):
                 return Port()
 
-        logged = LogCapture(self, "chatsvc.listening")
+        logged = LogCapture(self, "chatsvc.net.listening")
         service = Service(
             "other:thing", ClosingFactory(), "test", MemoryReactorClock(), localOnly="why"
         )

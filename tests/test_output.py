@@ -1,5 +1,5 @@
 """
-Tests for L{chatsvc.output}: write batching, direct sends and the backlog
+Tests for L{chatsvc.net.output}: write batching, direct sends and the backlog
 that holds senders while fan-out output is backed up.
 """
 
@@ -13,9 +13,9 @@ from twisted.internet.testing import MemoryReactor, StringTransport
 from twisted.trial import unittest
 from zope.interface import directlyProvides
 
-from chatsvc.lineproto import LineFactory, LineProtocol
-from chatsvc.output import Backlog, WriteBatcher, isPlainTCP, sendNow
-from chatsvc.twistedcompat import writeIdle
+from chatsvc.net.lineproto import LineFactory, LineProtocol
+from chatsvc.net.output import Backlog, WriteBatcher, isPlainTCP, sendNow
+from chatsvc.net.twistedcompat import writeIdle
 from tests.support import connect, waitFor, withDeadline
 
 

@@ -23,9 +23,9 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial import unittest
 
 from chatsvc import stamps
-from chatsvc.framing import DEFAULT_MAX_LINE
-from chatsvc.lineproto import Limits
-from chatsvc.listening import ExitCleanly, ListenService
+from chatsvc.net.framing import DEFAULT_MAX_LINE
+from chatsvc.net.lineproto import Limits
+from chatsvc.net.listening import ExitCleanly, ListenService
 from chatsvc.stamps import daytime, looksLikeDaytime, looksLikeTime, rfc868, stamp
 from chatsvc.tsserv import (
     Options,

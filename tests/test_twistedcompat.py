@@ -1,10 +1,10 @@
 """
-Tests for L{chatsvc.twistedcompat}: the private Twisted attributes chatsvc
+Tests for L{chatsvc.net.twistedcompat}: the private Twisted attributes chatsvc
 relies on are still there and still mean what it assumes.
 
 These run on a real loopback TCP connection and the real reactor.  When
 one fails, the Twisted installed has changed an internal that
-C{chatsvc/twistedcompat.py} reads: chatsvc still works (it falls back to
+C{chatsvc/net/twistedcompat.py} reads: chatsvc still works (it falls back to
 the public path, slower, or exits 143 after SIGTERM), but that module and
 the tested range in its docstring and in C{setup.cfg} need updating.
 """
@@ -18,7 +18,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 import twisted
-from chatsvc.twistedcompat import (
+from chatsvc.net.twistedcompat import (
     EXIT_SIGNAL_ATTRIBUTE,
     TRANSPORT_ATTRIBUTES,
     forgetExitSignal,
@@ -27,7 +27,7 @@ from chatsvc.twistedcompat import (
 )
 from tests.support import connect, waitFor, withDeadline
 
-CHANGED = f"Twisted {twisted.__version__} changed an internal: update chatsvc/twistedcompat.py"
+CHANGED = f"Twisted {twisted.__version__} changed an internal: update chatsvc/net/twistedcompat.py"
 
 
 @implementer(IHalfCloseableProtocol)

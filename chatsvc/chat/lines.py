@@ -25,8 +25,8 @@ from chatsvc.chat.session import (
     IChatSink,
     Population,
 )
-from chatsvc.lineproto import LineFactory, LineProtocol
-from chatsvc.text import decodeUTF8
+from chatsvc.net.lineproto import LineFactory, LineProtocol
+from chatsvc.net.text import decodeUTF8
 
 __all__ = ["ChatLineProtocol", "ChatFactory", "ChatLimits", "DEFAULT_ROOM", "HELP"]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from chatsvc.chat.events import TEXT, dumps, isoTime
-from chatsvc.text import neutralise
+from chatsvc.net.text import neutralise
 
 
 def reply(fmt: str, now: float, kind: str, text: str, ending: bytes = b"\n", **fields) -> bytes:

@@ -32,7 +32,7 @@ from chatsvc.chat.events import PRIVATE, Event
 from chatsvc.chat.interfaces import IBus
 from chatsvc.chat.names import InvalidName, checkName, checkRoom, nameKey, nameKeys, roomKey
 from chatsvc.chat.state import LocalState
-from chatsvc.text import neutralise
+from chatsvc.net.text import neutralise
 
 __all__ = [
     "Hub",
@@ -54,7 +54,7 @@ TOPIC_MAX = 300
 
 
 #: How ESC is shown to other users: U+238B, the keyboard symbol for
-#: Escape, as L{chatsvc.text.neutralise} shows it.  Not its control
+#: Escape, as L{chatsvc.net.text.neutralise} shows it.  Not its control
 #: picture U+241B: that is E2 90 9B in UTF-8, and a terminal that reads
 #: C1 controls from raw bytes takes 0x9B for CSI.  A U+241B typed as such
 #: is shown as U+238B too, so relayed text has one picture of ESC and

@@ -20,8 +20,8 @@ from twisted.logger import Logger
 from chatsvc.chat.history import HistoryError, HistoryInUse, MemoryHistory, SQLiteHistory
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
-from chatsvc.listening import ExitCleanly, ListenService, raiseFileLimit, startupError
-from chatsvc.options import ServiceOptions, integer, seconds
+from chatsvc.net.listening import ExitCleanly, ListenService, raiseFileLimit, startupError
+from chatsvc.net.options import ServiceOptions, integer, seconds
 
 log = Logger()
 

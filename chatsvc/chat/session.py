@@ -27,9 +27,9 @@ from chatsvc.chat import events, replies
 from chatsvc.chat.events import FORMATS, JSON, TEXT
 from chatsvc.chat.names import InvalidName, checkRoom
 from chatsvc.chat.rooms import ChatError, Hub
-from chatsvc.lineproto import Limits
-from chatsvc.output import Backlog, WriteBatcher
-from chatsvc.ratelimit import TokenBucket
+from chatsvc.net.lineproto import Limits
+from chatsvc.net.output import Backlog, WriteBatcher
+from chatsvc.net.ratelimit import TokenBucket
 
 DEFAULT_ROOM = "lobby"
 
@@ -169,7 +169,7 @@ class Pacing:
         backlog = self.backlog
         if backlog is not None and backlog.isOver():
             # Fan-out already produced more than the peers took: read no
-            # more from senders until it shrinks (chatsvc.output).
+            # more from senders until it shrinks (chatsvc.net.output).
             self.sink.holdInput("backlog")
             backlog.wait(self.sink, self._backlogShrunk)
             return False

@@ -3,10 +3,10 @@ What every chatsvc TCP line service shares.
 
 L{LineProtocol} is a C{Protocol} shaped like C{LineReceiver} (subclasses
 implement L{LineProtocol.lineReceived} and get text), built on
-L{chatsvc.framing.LineFramer}, with the contract's common rules:
+L{chatsvc.net.framing.LineFramer}, with the contract's common rules:
 
   - lines end with LF (a CR before it is dropped), are decoded per line
-    and have their controls neutralised (L{chatsvc.text.decodeLine});
+    and have their controls neutralised (L{chatsvc.net.text.decodeLine});
   - an over-long line gets one C{error:} line and the connection stays;
   - replies keep request order: while anything holds input (slow work,
     flood control, a full send buffer) no further line is handled and
@@ -33,9 +33,9 @@ from twisted.internet import interfaces, protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from chatsvc.framing import DEFAULT_MAX_LINE, TOO_LONG, LineFramer
-from chatsvc.output import Backlog, WriteBatcher, isPlainTCP, sendNow
-from chatsvc.text import decodeLine
+from chatsvc.net.framing import DEFAULT_MAX_LINE, TOO_LONG, LineFramer
+from chatsvc.net.output import Backlog, WriteBatcher, isPlainTCP, sendNow
+from chatsvc.net.text import decodeLine
 
 log = Logger()
 
@@ -46,7 +46,7 @@ _TCP_NODELAY = getattr(socket, "TCP_NODELAY", None)
 class Limits:
     """
     The limits a line service enforces.  Every one has a flag
-    (L{chatsvc.options}); the defaults are explained in the README.
+    (L{chatsvc.net.options}); the defaults are explained in the README.
 
     @ivar maxLine: longest accepted line in bytes (without its ending).
     @ivar maxClients: total connections held at once; C{0} means no cap.
@@ -379,7 +379,7 @@ class LineProtocol(protocol.Protocol):
 
     def flushOutput(self) -> None:
         """
-        Send what this turn's writes queued (see L{chatsvc.output}).
+        Send what this turn's writes queued (see L{chatsvc.net.output}).
         """
         out = self._out
         if not out:
@@ -531,7 +531,7 @@ class LineFactory(protocol.Factory):
     noisy = False
 
     #: Coalesce each connection's writes per reactor turn and hold senders
-    #: while output is backed up (L{chatsvc.output}); for fan-out services.
+    #: while output is backed up (L{chatsvc.net.output}); for fan-out services.
     batchWrites = False
     #: Bytes of produced-but-untaken output over which senders wait.
     backlogLimit = 4 * 1024 * 1024

@@ -28,7 +28,7 @@ from errno import EAGAIN, EINTR, ENOBUFS, EWOULDBLOCK
 from twisted.internet import tcp
 from twisted.internet.interfaces import ISSLTransport
 
-from chatsvc.twistedcompat import supportsDirectSend, writeIdle
+from chatsvc.net.twistedcompat import supportsDirectSend, writeIdle
 
 _RETRY_LATER = (EAGAIN, EWOULDBLOCK, ENOBUFS, EINTR)
 
@@ -37,7 +37,7 @@ def isPlainTCP(transport) -> bool:
     """
     Whether we may send on C{transport}'s socket ourselves: a plain TCP
     connection, not carrying TLS (raw bytes would bypass the encryption),
-    whose buffer we can see (L{chatsvc.twistedcompat.supportsDirectSend}).
+    whose buffer we can see (L{chatsvc.net.twistedcompat.supportsDirectSend}).
     """
     return (
         isinstance(transport, tcp.Connection)

@@ -5,7 +5,7 @@ Twisted has no public way to ask two things chatsvc needs, so this module
 reads (and once writes) attributes whose names start with C{_}:
 
   - whether a TCP transport still holds unsent bytes, and whether its
-    write side is shut (L{writeIdle}): L{chatsvc.output.sendNow} sends on
+    write side is shut (L{writeIdle}): L{chatsvc.net.output.sendNow} sends on
     the socket itself only when nothing is queued before it, or the
     bytes would go out of order.  It reads C{_tempDataLen} and
     C{dataBuffer} (the two halves of

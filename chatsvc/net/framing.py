@@ -18,7 +18,7 @@ the small replacement the contract asks for:
     (flood control, slow work, back-pressure) without losing any.
 
 The framer deals in bytes.  Decoding happens per line, never per read
-(L{chatsvc.text.decodeLine}), so a character split across two reads is
+(L{chatsvc.net.text.decodeLine}), so a character split across two reads is
 never damaged.
 """
 

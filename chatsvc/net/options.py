@@ -13,7 +13,7 @@ import sys
 
 from twisted.python import usage
 
-from chatsvc.lineproto import Limits
+from chatsvc.net.lineproto import Limits
 
 DEFAULT_PORT = 21567
 
@@ -78,7 +78,7 @@ def portDescription(flag: str, value: str, loopback: bool = False) -> str:
     C{::1} for C{tcp6:}), for a service that should not be reachable from
     the network unless the user says so.  The result is what the user
     asked for, and what error messages show; the listen backlog is added
-    only when listening (L{chatsvc.listening.withBacklog}).
+    only when listening (L{chatsvc.net.listening.withBacklog}).
     """
     value = value.strip()
     if not value:

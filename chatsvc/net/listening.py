@@ -7,7 +7,7 @@ one line on standard error and exit status 1, not a traceback.  Once
 bound it logs where, as the port really is (C{tls [::]:21567}), and, for
 a service meant for this host only, warns when it is reachable beyond
 loopback.  On stop it stops listening first, then closes its connections
-with a notice (L{chatsvc.lineproto.LineFactory.closeAll}).
+with a notice (L{chatsvc.net.lineproto.LineFactory.closeAll}).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from twisted.internet.address import UNIXAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from chatsvc.options import splitDescription
-from chatsvc.twistedcompat import forgetExitSignal
+from chatsvc.net.options import splitDescription
+from chatsvc.net.twistedcompat import forgetExitSignal
 
 log = Logger()
 
@@ -34,7 +34,7 @@ log = Logger()
 DEFAULT_BACKLOG = 1024
 
 #: Where Twisted's server endpoint parsers take C{backlog} as a positional
-#: argument (after the port), as in L{chatsvc.options.namesInterface}.
+#: argument (after the port), as in L{chatsvc.net.options.namesInterface}.
 _BACKLOG_POSITION = {"tcp": 2, "tcp6": 1, "ssl": 5}
 
 #: What the C{listening on} line calls the transport of each kind of
@@ -308,7 +308,7 @@ class ExitCleanly(service.Service):
     services promise exit 0 after a clean stop (docs/hardening.rst, item 23):
     add this to a plugin's C{MultiService}.  Twisted has no public way to
     say so: this forgets the signal the reactor recorded, once the
-    services are stopping (L{chatsvc.twistedcompat.forgetExitSignal}).
+    services are stopping (L{chatsvc.net.twistedcompat.forgetExitSignal}).
     """
 
     def __init__(self, reactor=None) -> None:
