@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
 from chatsvc.chat import events, replies
@@ -30,6 +31,8 @@ from chatsvc.chat.rooms import ChatError, Hub
 from chatsvc.net.lineproto import Limits
 from chatsvc.net.output import Backlog, WriteBatcher
 from chatsvc.net.ratelimit import TokenBucket
+
+log = Logger()
 
 DEFAULT_ROOM = "lobby"
 
@@ -239,6 +242,27 @@ class ChatSession:
         self._rendering = self._renderings[fmt]
         self._sent = self._renderings.get(events.SENT, events.SENT)
 
+    # -- operator log (chatsvc.net.oplog; never per message) ----------------
+
+    @property
+    def peer(self) -> str | None:
+        """
+        The peer as the operator log names it, if the sink knows one.
+        """
+        return getattr(self.sink, "peer", None)
+
+    def _logCut(self, reason: str, why: str) -> None:
+        member = self.member
+        log.info(
+            "chat: disconnecting {peer}{who}: {why}",
+            peer=self.peer,
+            who=f" ({member.name})" if member is not None else "",
+            why=why,
+            name=member.name if member is not None else None,
+            event="cut",
+            reason=reason,
+        )
+
     # -- output -------------------------------------------------------------
 
     def _reply(self, kind: str, text: str, **fields) -> None:
@@ -355,6 +379,7 @@ class ChatSession:
         """
         self.leaveReason = "flood"
         queue = self.limits.recvQueue
+        self._logCut("flood", f"more than {queue} lines waiting")
         self._close("error", f"flood: more than {queue} lines waiting, disconnecting", code="flood")
 
     def wrongProtocol(self, spoken: str, what: str = "the chatsvc line protocol") -> None:
@@ -365,6 +390,7 @@ class ChatSession:
         """
         where = self.gateways.get(spoken.lower())
         hint = f"; {spoken} is served at {where}" if where else ""
+        self._logCut("wrong-protocol", f"spoke {spoken}")
         self._close(
             "error",
             f"this port speaks {what} (send NAME [ROOM]), not {spoken}{hint}; closing",
@@ -416,6 +442,13 @@ class ChatSession:
         )
         self._names(first, shown, names)
         self._enter(room)
+        log.info(
+            "chat: {peer} logged in as {name} in #{room}",
+            peer=self.peer,
+            name=member.name,
+            room=self.room.name,
+            event="login",
+        )
 
     def _cancelLoginTimer(self) -> None:
         timer, self._loginTimer = self._loginTimer, None
@@ -426,6 +459,7 @@ class ChatSession:
         self._loginTimer = None
         self.leaveReason = "closed"
         timeout = self.limits.loginTimeout
+        self._logCut("login-timeout", f"no login within {timeout:g} seconds")
         self._close("error", f"login timeout: no login within {timeout:g} seconds", code="timeout")
 
     # -- rooms ------------------------------------------------------------------
@@ -527,7 +561,15 @@ class ChatSession:
         if not argument or " " in argument:
             self._error("usage", "usage: /nick NAME")
             return
+        old = self.member.name
         self.hub.rename(self.member, argument)
+        log.info(
+            "chat: {peer} renamed {old} to {name}",
+            peer=self.peer,
+            old=old,
+            name=self.member.name,
+            event="rename",
+        )
 
     def do_history(self, argument: str) -> None:
         count = self.limits.historyDefault
@@ -588,7 +630,16 @@ class ChatSession:
         if member is not None:
             population = self.population
             announce = population is None or not population.shuttingDown
+            room = self.room.name if self.room is not None else None
             self.hub.quit(member, self.leaveReason, announce=announce)
+            log.info(
+                "chat: {name} ({peer}) left #{room}: {reason}",
+                peer=self.peer,
+                name=member.name,
+                room=room,
+                reason=self.leaveReason,
+                event="quit",
+            )
 
     def idleTimedOut(self, timeout: float) -> None:
         """

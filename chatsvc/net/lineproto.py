@@ -34,6 +34,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatsvc.net.framing import DEFAULT_MAX_LINE, TOO_LONG, LineFramer
+from chatsvc.net.oplog import peerName
 from chatsvc.net.output import Backlog, WriteBatcher, isPlainTCP, sendNow
 from chatsvc.net.text import decodeLine
 
@@ -234,6 +235,21 @@ class LineProtocol(protocol.Protocol):
         _tuneSocket(self.transport)
         if limits.idleTimeout:
             self._idleTimer = self.clock.callLater(limits.idleTimeout, self._idleCheck)
+        log.info(
+            "{service}: {peer} connected",
+            service=serviceName(self.factory),
+            peer=self.peer,
+            event="connect",
+        )
+
+    @property
+    def peer(self) -> str:
+        """
+        The peer's address as the operator log shows it (L{peerName});
+        computed when asked, so that an idle connection holds no copy.
+        """
+        transport = self.transport
+        return peerName(transport.getPeer() if transport is not None else None)
 
     # -- input ------------------------------------------------------------
 
@@ -262,6 +278,7 @@ class LineProtocol(protocol.Protocol):
                 if trackIdle:
                     self._lastActivity = self.clock.seconds()
                 if line is TOO_LONG:
+                    self._logTooLong()
                     self.lineTooLong()
                 else:
                     self.lineReceived(self.decode(line))
@@ -317,6 +334,16 @@ class LineProtocol(protocol.Protocol):
         Handle one line of text (decoded, neutralised, without its ending).
         """
         raise NotImplementedError()
+
+    def _logTooLong(self) -> None:
+        log.info(
+            "{service}: {peer} sent a line over {limit} bytes, refused",
+            service=serviceName(self.factory),
+            peer=self.peer,
+            limit=self.framer.maxLength,
+            event="line-refused",
+            reason="too-long",
+        )
 
     def lineTooLong(self) -> None:
         """
@@ -402,9 +429,12 @@ class LineProtocol(protocol.Protocol):
         The peer let more than the send-queue limit pile up: cut it off.
         """
         log.info(
-            "disconnecting {peer}: send queue over {limit} bytes",
-            peer=self.transport.getPeer(),
+            "{service}: disconnecting {peer}: send queue over {limit} bytes",
+            service=serviceName(self.factory),
+            peer=self.peer,
             limit=self.factory.limits.sendQueue,
+            event="cut",
+            reason="too-slow",
         )
         self.abort()
 
@@ -474,6 +504,14 @@ class LineProtocol(protocol.Protocol):
         timeout = self.factory.limits.idleTimeout
         idle = self.clock.seconds() - self._lastActivity
         if idle >= timeout:
+            log.info(
+                "{service}: disconnecting {peer}: idle for {timeout:g} seconds",
+                service=serviceName(self.factory),
+                peer=self.peer,
+                timeout=timeout,
+                event="cut",
+                reason="idle-timeout",
+            )
             self.idleTimedOut()
         else:
             self._idleTimer = self.clock.callLater(timeout - idle, self._idleCheck)
@@ -495,9 +533,28 @@ class LineProtocol(protocol.Protocol):
                 timer.cancel()
         self._closeTimer = self._idleTimer = None
         if self in self.factory.connections:
+            log.info(
+                "{service}: {peer} disconnected",
+                service=serviceName(self.factory),
+                peer=self.peer,
+                event="disconnect",
+            )
             self.factory.connections.discard(self)
             self.factory.policy.release(self._policyKey)
             self.factory.connectionGone(self)
+
+
+def serviceName(factory) -> str:
+    """
+    The service a factory serves, as its log lines begin: its C{logName}
+    if it has one, else its module's (C{chat} for C{chatsvc.chat.*},
+    C{tsserv} for C{chatsvc.tsserv}).
+    """
+    name = getattr(factory, "logName", None)
+    if name:
+        return name
+    parts = type(factory).__module__.split(".")
+    return parts[1] if parts[0] == "chatsvc" and len(parts) > 1 else parts[-1]
 
 
 def _tuneSocket(transport) -> None:
@@ -595,6 +652,14 @@ class LineFactory(protocol.Factory):
     def buildProtocol(self, addr):
         refusal, key = self.policy.admit(addr)
         if refusal is not None:
+            log.info(
+                "{service}: refused {peer}: {line}",
+                service=serviceName(self),
+                peer=peerName(addr),
+                line=refusal,
+                event="refused",
+                reason="full" if refusal.startswith("full:") else "per-address",
+            )
             return Refusal(refusal, self.clock, self.limits.closeGrace)
         proto = super().buildProtocol(addr)
         proto._policyKey = key

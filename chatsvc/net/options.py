@@ -14,6 +14,7 @@ import sys
 from twisted.python import usage
 
 from chatsvc.net.lineproto import Limits
+from chatsvc.net.oplog import useLogFormat
 
 DEFAULT_PORT = 21567
 
@@ -193,6 +194,13 @@ class ServiceOptions(usage.Options):
             "0",
             "Seconds without a line before a client is disconnected (0: never).",
         ],
+        [
+            "log-format",
+            None,
+            "text",
+            "Log as text, or as json: one JSON object per line (for log shippers), "
+            "to twistd's --logfile (standard output with -n).",
+        ],
     ]
 
     optFlags = [
@@ -227,3 +235,4 @@ class ServiceOptions(usage.Options):
             sendQueue=integer("--send-queue", self["send-queue"], 1024),
             idleTimeout=seconds("--idle-timeout", self["idle-timeout"]),
         )
+        self["log-format"] = useLogFormat(self, self["log-format"])
