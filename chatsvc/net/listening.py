@@ -6,8 +6,10 @@ privileges), and a port that cannot be bound (in use, no permission) is
 one line on standard error and exit status 1, not a traceback.  Once
 bound it logs where, as the port really is (C{tls [::]:21567}), and, for
 a service meant for this host only, warns when it is reachable beyond
-loopback.  On stop it stops listening first, then closes its connections
-with a notice (L{chatsvc.net.lineproto.LineFactory.closeAll}).
+loopback, then how to reach it (L{connectHint}: C{chat: connect with:
+chatsvc-client -p tls:localhost:6697:trustRoots=DIR}).  On stop it stops
+listening first, then closes its connections with a notice
+(L{chatsvc.net.lineproto.LineFactory.closeAll}).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ from chatsvc.net.options import splitDescription
 from chatsvc.net.twistedcompat import forgetExitSignal
 
 log = Logger()
+
+#: The C{connect with} lines: their own namespace, so that whoever watches
+#: for where a service listens sees one event per port.
+hintLog = Logger(namespace="chatsvc.net.listening.connect")
 
 #: Listen backlog given to TCP and TLS descriptions that name none: with
 #: Twisted's 50, 2,000 simultaneous connects left 1,456 unanswered for
@@ -64,6 +70,12 @@ def transportOf(description: str) -> str | None:
     return _TRANSPORTS.get(splitDescription(description)[0])
 
 
+#: What C{chatsvc-client} needs besides the address to talk to a service
+#: of that label; L{None}: the client does not speak its protocol (RFC
+#: 868 time is binary), so no C{connect with} line.
+_CLIENT_ARGUMENTS = {"chat": " -u NAME", "time": None}
+
+
 def describeAddress(address, transport: str | None = None) -> str:
     """
     A listening address as a person would write it: C{tcp 127.0.0.1:80},
@@ -83,6 +95,101 @@ def describeAddress(address, transport: str | None = None) -> str:
     if name is not None:
         return f"{transport or 'unix'} {name.decode() if isinstance(name, bytes) else name}"
     return str(address)
+
+
+def _escape(host: str) -> str:
+    """
+    C{host} as it goes inside an endpoint description (C{::1} as
+    C{\\:\\:1}).
+    """
+    return host.replace(":", "\\:")
+
+
+def _isWildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
+def certificateOf(description: str):
+    """
+    The server certificate an C{ssl:} description names (C{certKey}, or
+    the C{privateKey} file when that holds both, C{server.pem} by default,
+    as Twisted reads them), or L{None} when it cannot be read: it only
+    serves the C{connect with} line.
+    """
+    from cryptography import x509
+
+    kind, args, kwargs = splitDescription(description)
+    if kind != "ssl":
+        return None
+    key = kwargs.get("privateKey") or (args[1] if len(args) > 1 else "server.pem")
+    path = kwargs.get("certKey") or (args[2] if len(args) > 2 else key)
+    try:
+        with open(path, "rb") as f:
+            return x509.load_pem_x509_certificate(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def certificateName(certificate) -> str | None:
+    """
+    The name a client should ask for: the certificate's first DNS name,
+    else its common name; L{None} when it names neither.
+    """
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    try:
+        names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        dns = names.value.get_values_for_type(x509.DNSName)
+        if dns:
+            return dns[0]
+    except x509.ExtensionNotFound:
+        pass
+    common = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(common[0].value) if common else None
+
+
+def connectHint(description: str, address, label: str) -> str | None:
+    """
+    The C{chatsvc-client} command that reaches a service listening at
+    C{address} on C{description}, for the start-up log, so the first
+    thing a user sees tells them how to connect.
+
+    A TLS port is named by its certificate's name (the client checks it),
+    with C{trustRoots=DIR} when the certificate is self-signed (DIR: a
+    directory holding that certificate's PEM file), since no system CA
+    vouches for it.  A port on every interface is reached from here as
+    C{localhost}, the client's default host.
+
+    @return: L{None} when the client does not speak the service's
+        protocol or the endpoint is of a kind it cannot reach.
+    """
+    extra = _CLIENT_ARGUMENTS.get(label, "")
+    if extra is None:
+        return None
+    transport = transportOf(description)
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if transport == "unix":
+        name = getattr(address, "name", None)
+        if isinstance(name, bytes):
+            name = name.decode()
+        return f"chatsvc-client -p unix:{name}{extra}" if name else None
+    if not isinstance(host, str) or port is None:
+        return None
+    if transport == "tcp":
+        where = f"-p {port}" if _isWildcard(host) else f"--host {host} -p {port}"
+        return f"chatsvc-client {where}{extra}"
+    if transport == "tls":
+        certificate = certificateOf(description)
+        name = certificateName(certificate) if certificate is not None else None
+        if name is None:
+            name = "localhost" if _isWildcard(host) else _escape(host)
+        trust = ""
+        if certificate is not None and certificate.issuer == certificate.subject:
+            trust = ":trustRoots=DIR"
+        return f"chatsvc-client -p tls:{name}:{port}{trust}{extra}"
+    return None
 
 
 def isLocal(address) -> bool | None:
@@ -159,14 +266,19 @@ def _goesNowhere(stream) -> bool:
     return (there.st_dev, there.st_ino) == (null.st_dev, null.st_ino)
 
 
-def announceListening(reactor, label: str, where: str) -> None:
+def announceListening(reactor, label: str, where: str, hint: str | None = None) -> None:
     """
     Log C{LABEL listening on WHERE} (L{describeAddress}) once the reactor
     runs: by then twistd's signal handlers are in place, so whoever waits
     for this line (a supervisor, a test) may send SIGTERM at once and get
-    a clean stop.
+    a clean stop.  With C{hint} (L{connectHint}), a second line, from
+    L{hintLog}, says how to connect.
     """
     reactor.callWhenRunning(log.info, "{label} listening on {address}", label=label, address=where)
+    if hint is not None:
+        reactor.callWhenRunning(
+            hintLog.info, "{label}: connect with: {command}", label=label, command=hint
+        )
 
 
 class PortService(service.Service):
@@ -203,10 +315,16 @@ class PortService(service.Service):
         """
         return describeAddress(self.port.getHost())
 
+    def hint(self) -> str | None:
+        """
+        How a user connects (L{connectHint}), or L{None} to say nothing.
+        """
+        return None
+
     def privilegedStartService(self) -> None:
         service.Service.privilegedStartService(self)
         self.port = self.bind()
-        announceListening(self._reactor(), self.label, self.where())
+        announceListening(self._reactor(), self.label, self.where(), self.hint())
 
     def startService(self) -> None:
         if self.port is None:
@@ -252,6 +370,9 @@ class ListenService(PortService):
 
     def where(self) -> str:
         return describeAddress(self.port.getHost(), transportOf(self.description))
+
+    def hint(self) -> str | None:
+        return connectHint(self.description, self.port.getHost(), self.label)
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()

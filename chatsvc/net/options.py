@@ -143,6 +143,23 @@ def seconds(flag: str, value, minimum: float = 0.0, what: str = "a number of sec
     return number
 
 
+def versionLine(command: str) -> str:
+    """
+    What C{twistd SERVICE --version} prints: chatsvc's version first (an
+    operator's bug report needs it; twistd's own C{--version} names only
+    Twisted's), then Twisted's and Python's.
+    """
+    import platform
+
+    import chatsvc
+    import twisted
+
+    return (
+        f"twistd {command} (chatsvc) {chatsvc.__version__}, "
+        f"Twisted {twisted.__version__}, Python {platform.python_version()}"
+    )
+
+
 class ServiceOptions(usage.Options):
     """
     Base of every chatsvc plugin's options: the common line-service
@@ -211,6 +228,14 @@ class ServiceOptions(usage.Options):
         super().__init__()
         self["port"] = self.defaults["port"] = self.portDefault
         self.docs["port"] = self.portHelp
+
+    def opt_version(self) -> None:
+        """
+        Show chatsvc's version (and Twisted's and Python's) and exit.
+        """
+        sys.stdout.write(versionLine(self.command) + "\n")
+        sys.stdout.flush()
+        raise SystemExit(0)
 
     def parseOptions(self, options=None):
         try:
