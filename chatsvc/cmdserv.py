@@ -391,5 +391,9 @@ def makeService(options) -> service.MultiService:
         notice=SHUTDOWN_NOTICE,
         localOnly=exposureWarning(root),
     ).setServiceParent(top)
+    if options["metrics"] is not None:
+        from chatsvc.metrics import serveMetrics  # prometheus_client only when asked for
+
+        serveMetrics(options["metrics"], {"cmdserv": factory}, reactor).setServiceParent(top)
     log.info("cmdserv serving {root}", root=root)
     return top

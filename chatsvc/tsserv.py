@@ -244,7 +244,10 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
     ExitCleanly(reactor).setServiceParent(top)
     guard = DatagramGuard(reactor, options["udp-limits"])
 
+    factories = {}
+
     def listen(description, factory, label, datagramProtocol, udp, notice=None):
+        factories[label] = factory
         ListenService(description, factory, label, reactor, notice=notice).setServiceParent(top)
         if udp is not None:
             port, interface = udp
@@ -276,4 +279,8 @@ def makeService(options: Options, reactor=None) -> service.MultiService:
             TimeDatagramProtocol(guard),
             udpTwinOf(options["time"]),
         )
+    if options["metrics"] is not None:
+        from chatsvc.metrics import serveMetrics  # prometheus_client only when asked for
+
+        serveMetrics(options["metrics"], factories, reactor).setServiceParent(top)
     return top

@@ -151,5 +151,10 @@ def makeService(options: Options) -> ChatService:
     )
     listener.grace = SHUTDOWN_GRACE
     listener.setServiceParent(top)
+    if options["metrics"] is not None:
+        from chatsvc.metrics import serveMetrics  # prometheus_client only when asked for
+
+        metrics = serveMetrics(options["metrics"], {"chat": factory}, reactor, hub, history)
+        metrics.setServiceParent(top)
     ExitCleanly(reactor).setServiceParent(top)
     return top

@@ -218,6 +218,14 @@ class ServiceOptions(usage.Options):
             "Log as text, or as json: one JSON object per line (for log shippers), "
             "to twistd's --logfile (standard output with -n).",
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics over HTTP (GET /metrics) on this port number or "
+            "endpoint description, loopback only unless it names an interface (e.g. 9567). "
+            "Default: off.",
+        ],
     ]
 
     optFlags = [
@@ -261,3 +269,5 @@ class ServiceOptions(usage.Options):
             idleTimeout=seconds("--idle-timeout", self["idle-timeout"]),
         )
         self["log-format"] = useLogFormat(self, self["log-format"])
+        if self["metrics"] is not None:
+            self["metrics"] = portDescription("--metrics", self["metrics"], loopback=True)
