@@ -456,6 +456,12 @@ class ServerConnection(LineReceiver):
             self.session.connected(self)
 
     def handshakeCompleted(self) -> None:
+        # Twisted before 25 checks the certificate's name as the handshake
+        # ends and still reports it completed after refusing it (it has
+        # begun aborting the connection by then): the refusal arrives at
+        # connectionLost, so this is not a connection that came up.
+        if getattr(self.transport, "disconnecting", False):
+            return
         self.session.connected(self)
 
     def lineReceived(self, line: bytes) -> None:

@@ -641,6 +641,29 @@ class SessionTests(SynchronousTestCase):
         self.endpoint.protocol.handshakeCompleted()
         self.assertEqual(self.sent(), b"alice\n")
 
+    def test_tlsRefusedAsHandshakeEnds(self) -> None:
+        """
+        Twisted before 25 refuses a certificate's name as the handshake
+        ends, begins aborting, and still reports the handshake completed:
+        that is no connection, and the refusal that follows is said alone.
+        """
+        self.makeSession("alice", transportClass=FakeTLSTransport)
+        self.connect()
+        self.endpoint.protocol.transport.disconnecting = True
+        self.endpoint.protocol.handshakeCompleted()
+        self.assertEqual((self.sent(), self.console.statuses), (b"", []))
+        self.serverCloses(VerificationError(errors=[]))
+        self.assertEqual(
+            self.console.statuses,
+            [
+                (
+                    "error",
+                    "TLS: the server's certificate for localhost could not be verified "
+                    "(no certificate)",
+                )
+            ],
+        )
+
     def test_tlsCertificateRefused(self) -> None:
         """
         A certificate the client refuses is a failed connection, said as
