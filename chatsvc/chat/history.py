@@ -34,6 +34,7 @@ import fcntl
 import os
 import sqlite3
 from collections import deque
+from contextlib import contextmanager
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -326,53 +327,56 @@ class SQLiteHistory:
         if lock is not None:
             _unlock(lock)
 
-    def load(self, limit: int):
+    @contextmanager
+    def _reading(self):
         """
-        See the module docstring; read synchronously, at start only.
+        A connection of its own for a read at start (synchronous, before
+        anyone connects), closed after; a SQLite error is one clear
+        L{HistoryError}.
         """
         try:
             connection = _connect(self.path, timeout=self.timeout)
             try:
-                rooms = connection.execute(
-                    "SELECT room, MAX(id), MAX(ts) FROM messages GROUP BY room "
-                    "ORDER BY MAX(ts) DESC"
-                ).fetchall()
-                result = []
-                for index, (key, lastId, _) in enumerate(rooms):
-                    rows = []
-                    if limit and index < MAX_ROOMS_LOADED:
-                        rows = connection.execute(
-                            "SELECT id, room_name, kind, sender, text, ts FROM messages "
-                            "WHERE room = ? ORDER BY id DESC LIMIT ?",
-                            (key, limit),
-                        ).fetchall()
-                    name = rows[0][1] if rows else self._roomName(connection, key)
-                    recent = [
-                        Event(kind, roomName, sender, text, id=id, ts=ts)
-                        for id, roomName, kind, sender, text, ts in reversed(rows)
-                        if kind in HISTORIC
-                    ]
-                    result.append((name, lastId, recent))
-                return result
+                yield connection
             finally:
                 connection.close()
         except sqlite3.Error as e:
             raise HistoryError(f"cannot read history file {self.path}: {e}") from e
 
+    def load(self, limit: int):
+        """
+        See the module docstring; read synchronously, at start only.
+        """
+        with self._reading() as connection:
+            rooms = connection.execute(
+                "SELECT room, MAX(id), MAX(ts) FROM messages GROUP BY room ORDER BY MAX(ts) DESC"
+            ).fetchall()
+            result = []
+            for index, (key, lastId, _) in enumerate(rooms):
+                rows = []
+                if limit and index < MAX_ROOMS_LOADED:
+                    rows = connection.execute(
+                        "SELECT id, room_name, kind, sender, text, ts FROM messages "
+                        "WHERE room = ? ORDER BY id DESC LIMIT ?",
+                        (key, limit),
+                    ).fetchall()
+                name = rows[0][1] if rows else self._roomName(connection, key)
+                recent = [
+                    Event(kind, roomName, sender, text, id=id, ts=ts)
+                    for id, roomName, kind, sender, text, ts in reversed(rows)
+                    if kind in HISTORIC
+                ]
+                result.append((name, lastId, recent))
+            return result
+
     def topics(self) -> list[Event]:
         """
         See the module docstring; read synchronously, at start only.
         """
-        try:
-            connection = _connect(self.path, timeout=self.timeout)
-            try:
-                rows = connection.execute(
-                    "SELECT room_name, setter, text, ts FROM topics ORDER BY room"
-                ).fetchall()
-            finally:
-                connection.close()
-        except sqlite3.Error as e:
-            raise HistoryError(f"cannot read history file {self.path}: {e}") from e
+        with self._reading() as connection:
+            rows = connection.execute(
+                "SELECT room_name, setter, text, ts FROM topics ORDER BY room"
+            ).fetchall()
         return [_topicEvent(*row) for row in rows]
 
     @staticmethod
