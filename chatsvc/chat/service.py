@@ -20,8 +20,14 @@ from twisted.logger import Logger
 from chatsvc.chat.history import HistoryError, HistoryInUse, MemoryHistory, SQLiteHistory
 from chatsvc.chat.lines import ChatFactory, ChatLimits
 from chatsvc.chat.rooms import Hub
-from chatsvc.net.listening import ExitCleanly, ListenService, raiseFileLimit, startupError
-from chatsvc.net.options import ServiceOptions, integer, seconds
+from chatsvc.net.listening import (
+    ExitCleanly,
+    ListenService,
+    raiseFileLimit,
+    startupError,
+    transportOf,
+)
+from chatsvc.net.options import ServiceOptions, integer, portDescription, seconds
 
 log = Logger()
 
@@ -59,6 +65,14 @@ class Options(ServiceOptions):
             None,
             str(ChatLimits.replay),
             "Messages of the room's history replayed to a member who joins (0: none).",
+        ],
+        [
+            "irc",
+            None,
+            None,
+            "Also serve IRC clients (irssi, WeeChat, ...) on this port or endpoint "
+            "description (6667, ssl:6697:privateKey=KEY:certKey=CERT) in the same rooms: "
+            "rooms are #channels, names are nicks. Off unless given.",
         ],
         [
             "login-timeout",
@@ -99,6 +113,8 @@ class Options(ServiceOptions):
             recvQueue=integer("--recv-queue", self["recv-queue"], 1),
             replay=integer("--replay", self["replay"], 0, 200),
         )
+        if self["irc"] is not None:
+            self["irc"] = portDescription("--irc", self["irc"])
         if not self["history"].strip():
             from twisted.python import usage
 
@@ -136,6 +152,35 @@ class ChatService(service.MultiService):
         log.info("chat: history written, stopped")
 
 
+class GatewayService(ListenService):
+    """
+    The listener of a gateway (IRC): once bound, the line protocol knows
+    where it is, to tell a client of that protocol that came to the line
+    port by mistake.
+    """
+
+    lineFactory = None
+
+    def hint(self) -> str | None:
+        """
+        For IRC: the IRC client command (irssi's) that connects here.
+        """
+        address = self.port.getHost()
+        host, port = getattr(address, "host", None), getattr(address, "port", None)
+        transport = transportOf(self.description)
+        if not isinstance(host, str) or transport not in ("tcp", "tls"):
+            return None
+        if host in ("0.0.0.0", "::"):
+            host = "localhost"
+        tls = "-tls " if transport == "tls" else ""
+        return f"an IRC client, e.g. irssi: /connect {tls}{host} {port}"
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        if self.lineFactory is not None:
+            self.lineFactory.gateways[self.label] = self.where()
+
+
 def makeService(options: Options) -> ChatService:
     from twisted.internet import reactor
 
@@ -151,6 +196,14 @@ def makeService(options: Options) -> ChatService:
     )
     listener.grace = SHUTDOWN_GRACE
     listener.setServiceParent(top)
+    if options["irc"] is not None:
+        from chatsvc.irc.protocol import IRCFactory  # only when asked for
+
+        irc = IRCFactory(hub, limits, reactor, factory.population, policy=factory.policy)
+        gateway = GatewayService(options["irc"], irc, "irc", reactor, notice="server shutting down")
+        gateway.grace = SHUTDOWN_GRACE
+        gateway.lineFactory = factory
+        gateway.setServiceParent(top)
     if options["metrics"] is not None:
         from chatsvc.metrics import serveMetrics  # prometheus_client only when asked for
 
