@@ -138,6 +138,11 @@ def parse(line: str) -> Message:
     return Message(tags, source, command, params)
 
 
+#: Commands whose only parameter is free text: given a colon, as clients
+#: expect (C{QUIT :Quit}, C{ERROR :Closing Link}).
+_TEXT = frozenset({"QUIT", "ERROR", "AWAY", "PONG"})
+
+
 def formatLine(source: str | None, command: str, *params: str, tags: str = "") -> str:
     """
     One line without its ending: C{[@tags ]:source COMMAND p1 p2 :last}.
@@ -157,7 +162,7 @@ def formatLine(source: str | None, command: str, *params: str, tags: str = "") -
     if params:
         *middle, last = params
         parts.extend(middle)
-        if not last or " " in last or last.startswith(":") or len(params) > 1:
+        if not last or " " in last or last[0] == ":" or len(params) > 1 or command in _TEXT:
             last = ":" + last
         parts.append(last)
     return " ".join(parts)
