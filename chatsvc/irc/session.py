@@ -58,6 +58,9 @@ MAX_TARGETS = 4
 DEFAULT_REPLAY = 20
 
 AWAY_MAX = 200
+
+#: Numerics whose last parameter is not text (a time, modes): no colon.
+_NOT_TEXT = frozenset({"RPL_TOPICWHOTIME", "RPL_MYINFO", "RPL_CHANNELMODEIS", "RPL_UMODEIS"})
 CTCP = "\x01"
 
 
@@ -105,9 +108,9 @@ class IRCSession:
     @property
     def me(self) -> str:
         """
-        The client's nick as numerics address it (C{*} before one is set).
+        The client's nick as numerics address it (C{*} before registration).
         """
-        return self.member.name if self.member is not None else (self.nick or "*")
+        return self.member.name if self.member is not None else "*"
 
     @property
     def peer(self) -> str | None:
@@ -120,14 +123,15 @@ class IRCSession:
         """
         A numeric reply to this client: C{:server NNN nick params...}.
         """
-        self.send(formatLine(self.server, numeric(symbol), self.me, *params))
+        text = symbol not in _NOT_TEXT
+        self.send(formatLine(self.server, numeric(symbol), self.me, *params, trailing=text))
 
     def _names(self, symbol: str, head: tuple, names: list[str]) -> None:
         """
         A numeric whose last parameter is a list of names, over as many
         lines as keep each within 512 bytes (353, 319).
         """
-        base = formatLine(self.server, numeric(symbol), self.me, *head, "x")[:-1]
+        base = formatLine(self.server, numeric(symbol), self.me, *head, "x", trailing=True)[:-1]
         room = LINE_MAX - 2 - len(base.encode("utf-8"))
         line: list[str] = []
         used = 0

@@ -30,6 +30,7 @@ _NUMERICS.update(
         "RPL_TOPICWHOTIME": "333",
         "RPL_CREATIONTIME": "329",
         "ERR_INPUTTOOLONG": "417",
+        "ERR_INVALIDCAPCMD": "410",
         "RPL_ISUPPORT": "005",
     }
 )
@@ -138,17 +139,21 @@ def parse(line: str) -> Message:
     return Message(tags, source, command, params)
 
 
-#: Commands whose only parameter is free text: given a colon, as clients
-#: expect (C{QUIT :Quit}, C{ERROR :Closing Link}).
-_TEXT = frozenset({"QUIT", "ERROR", "AWAY", "PONG"})
+#: Commands whose last parameter is free text: it gets a colon, as
+#: clients expect (C{QUIT :Quit}), even when it has no space.
+_TEXT = frozenset({"QUIT", "ERROR", "AWAY", "PING", "PONG"})
+#: Commands whose last parameter, after the first, is free text.
+_TEXT_AFTER_FIRST = frozenset({"PRIVMSG", "NOTICE", "PART", "TOPIC", "CAP", "KICK"})
 
 
-def formatLine(source: str | None, command: str, *params: str, tags: str = "") -> str:
+def formatLine(
+    source: str | None, command: str, *params: str, tags: str = "", trailing: bool | None = None
+) -> str:
     """
     One line without its ending: C{[@tags ]:source COMMAND p1 p2 :last}.
     The last parameter gets a colon when it must have one (empty, has a
-    space, starts with a colon) or is free text (C{trailing} numerics
-    always end with text, so a colon is harmless there).
+    space, starts with a colon), or when it is free text: C{trailing},
+    by default for the commands whose last parameter is text.
 
     Parameters must not contain CR, LF or NUL: every caller passes names
     (checked by the core) or text the core made harmless.
@@ -162,7 +167,9 @@ def formatLine(source: str | None, command: str, *params: str, tags: str = "") -
     if params:
         *middle, last = params
         parts.extend(middle)
-        if not last or " " in last or last[0] == ":" or len(params) > 1 or command in _TEXT:
+        if trailing is None:
+            trailing = command in _TEXT or (command in _TEXT_AFTER_FIRST and len(params) > 1)
+        if trailing or not last or " " in last or last[0] == ":":
             last = ":" + last
         parts.append(last)
     return " ".join(parts)
