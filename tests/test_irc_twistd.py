@@ -6,10 +6,12 @@ the line protocol and the IRC gateway on loopback ports, plain and TLS.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 
 from twisted.internet import reactor, ssl
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.support import TwistdProcess, connect, runProcess, waitFor, withDeadline
 from tests.test_chat_twistd import TWISTD
@@ -118,3 +120,22 @@ class IRCGatewayProcessTests(TestCase):
         )
         self.assertEqual(code, 0, err)
         self.assertIn(b"--irc=", out)
+
+
+class LazyImportTests(SynchronousTestCase):
+    def test_notImportedWithoutIRC(self) -> None:
+        """
+        A chat server without --irc loads none of the gateway, nor
+        Twisted's IRC module.
+        """
+        code = (
+            "import sys\n"
+            "from chatsvc.chat.service import Options, makeService\n"
+            "o = Options(); o.parseOptions(['--history', ':memory:'])\n"
+            "makeService(o)\n"
+            "print(sorted(m for m in sys.modules if m.startswith(('chatsvc.irc', 'twisted.words'))))\n"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+        )
+        self.assertEqual(out.stdout.strip(), "[]", out.stderr)

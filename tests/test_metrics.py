@@ -192,6 +192,23 @@ class ScrapeTests(TestCase):
         self.assertIn(("chatsvc_history_pending", ()), found)
         self.assertIn(("chatsvc_history_write_seconds_count", ()), found)
 
+    async def test_ircGateway(self) -> None:
+        """
+        With --irc, the IRC gateway's connections are counted under their
+        own service, and its members are members like any other.
+        """
+        top = self.startServer("--irc", "tcp:0:interface=127.0.0.1")
+        irc = next(s for s in top if getattr(s, "label", None) == "irc")
+        client = await connect(irc.port.getHost().port)
+        self.clients.append(client)
+        client.sendLine("NICK alice\r\nUSER alice 0 * :Alice\r\nJOIN #lobby\r")
+        while b" 366 " not in await client.readLine():
+            pass
+        found = await self.scrape()
+        self.assertEqual(found[("chatsvc_connections", (("service", "irc"),))], 1)
+        self.assertEqual(found[("chatsvc_connections", (("service", "chat"),))], 0)
+        self.assertEqual(found[("chatsvc_members", ())], 1)
+
     async def test_refusalsAndCuts(self) -> None:
         """
         A connection refused when full counts as a refusal; the operator

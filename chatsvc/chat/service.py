@@ -196,6 +196,7 @@ def makeService(options: Options) -> ChatService:
     )
     listener.grace = SHUTDOWN_GRACE
     listener.setServiceParent(top)
+    factories = {"chat": factory}
     if options["irc"] is not None:
         from chatsvc.irc.protocol import IRCFactory  # only when asked for
 
@@ -204,10 +205,11 @@ def makeService(options: Options) -> ChatService:
         gateway.grace = SHUTDOWN_GRACE
         gateway.lineFactory = factory
         gateway.setServiceParent(top)
+        factories["irc"] = irc
     if options["metrics"] is not None:
         from chatsvc.metrics import serveMetrics  # prometheus_client only when asked for
 
-        metrics = serveMetrics(options["metrics"], {"chat": factory}, reactor, hub, history)
+        metrics = serveMetrics(options["metrics"], factories, reactor, hub, history)
         metrics.setServiceParent(top)
     ExitCleanly(reactor).setServiceParent(top)
     return top
