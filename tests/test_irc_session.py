@@ -220,6 +220,19 @@ class RegistrationTests(GatewayTestCase):
         self.assertEqual(numerics(peer.lines()), ["409"])
 
 
+class QueryTests(GatewayTestCase):
+    def test_smallQueries(self) -> None:
+        self.linePeer("bob")
+        alice = self.register("alice")
+        alice.send("ISON bob carol Alice", "USERHOST bob nobody", "TIME", "VERSION")
+        alice.send("LUSERS", "MOTD")
+        lines = alice.lines()
+        self.assertEqual(lines[0], ":chatsvc 303 alice :bob alice")
+        self.assertEqual(lines[1], ":chatsvc 302 alice :bob=+bob@chatsvc")
+        self.assertEqual(numerics(lines), ["303", "302", "391", "351", "251", "254", "255", "422"])
+        self.assertIn("There are 2 users", lines[4])
+
+
 class RoomTests(GatewayTestCase):
     def test_joinShowsTopicAndNames(self) -> None:
         line = self.linePeer("bob")
@@ -547,6 +560,20 @@ class IRCv3Tests(GatewayTestCase):
                 f":chatsvc BATCH -{ref}",
             ],
         )
+
+    def test_replayCount(self) -> None:
+        """
+        --replay N sets how many messages a joining IRC client gets.
+        """
+        self.limits = ChatLimits(replay=2)
+        self.setUp()
+        bob = self.linePeer("bob")
+        for n in range(5):
+            bob.send(f"m{n}", ending=b"\n")
+        alice = self.register("alice", "server-time")
+        alice.send("JOIN #lobby")
+        replayed = [line for line in alice.lines() if " PRIVMSG " in line]
+        self.assertEqual([line.rsplit(" :", 1)[1] for line in replayed], ["m3", "m4"])
 
     def test_noHistoryWithoutServerTime(self) -> None:
         bob = self.linePeer("bob")
