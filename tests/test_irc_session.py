@@ -473,6 +473,29 @@ class TalkTests(GatewayTestCase):
         self.assertNotIn(b"\x00", data)
         self.assertNotIn(b"\x1b", data)
 
+    def test_injectionFromIRCSide(self) -> None:
+        """
+        A lone CR (or NUL, or ESC) inside an IRC line is not a line end:
+        one message on every side, with the controls shown harmlessly.
+        """
+        carol = self.register("carol")
+        carol.send("JOIN #lobby")
+        carol.lines()
+        self.alice.lines()
+        self.bob.lines()
+        self.alice.send(b"PRIVMSG #lobby :a\rQUIT :x\x00\x1b[2J")
+        self.assertEqual(
+            self.bob.lines(),
+            [f"[{time.ctime(START)}] #lobby alice: a\u240dQUIT :x\u2400\u238b[2J"],
+        )
+        data = carol.raw()
+        self.assertEqual(data.count(b"\r\n"), 1)
+        self.assertEqual(data.count(b"\r"), 1)
+        for byte in (b"\x00", b"\x1b", b"\x9b"):
+            self.assertNotIn(byte, data)
+        self.alice.send(b"NICK al\x00ice")
+        self.assertEqual(numerics(self.alice.lines()), ["432"])
+
     def test_longLineMessageSplit(self) -> None:
         text = " ".join(["word"] * 400)
         self.bob.send(text, ending=b"\n")
