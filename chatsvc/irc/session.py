@@ -63,6 +63,9 @@ AWAY_MAX = 200
 _NOT_TEXT = frozenset({"RPL_TOPICWHOTIME", "RPL_MYINFO", "RPL_CHANNELMODEIS", "RPL_UMODEIS"})
 CTCP = "\x01"
 
+#: Room messages and actions: the fan-out's common case.
+_ROOM_TALK = frozenset({events.MESSAGE, events.ACTION})
+
 
 class IRCSession:
     """
@@ -81,6 +84,7 @@ class IRCSession:
         self.hub = hub
         self.created = created
         self.sink = sink
+        self._write = sink.write
         self.limits = limits
         self.clock = clock
         self.population = population
@@ -150,15 +154,27 @@ class IRCSession:
 
     def deliver(self, event: events.Event) -> None:
         """
-        An event for this member.  Its own messages come back only with
-        echo-message; its own QUIT never (it gets ERROR instead); a QUIT
-        or a NICK that reaches it through several shared rooms is shown
-        once.
+        An event for this member: the Hub's fan-out, once per recipient of
+        every event, so a room message from someone else is one
+        comparison and one write of the shared rendering; the rest is
+        L{_deliverOther}.
+        """
+        if event.kind in _ROOM_TALK and event.origin != self.memberId:
+            key = self.rendering
+            self._write(event.rendered.get(key) or event.encoded(key))
+        else:
+            self._deliverOther(event)
+
+    def _deliverOther(self, event: events.Event) -> None:
+        """
+        Its own messages come back only with echo-message; its own QUIT
+        never (it gets ERROR instead); a QUIT or a NICK that reaches it
+        through several shared rooms is shown once.
         """
         kind = event.kind
         origin = event.origin
         if origin is not None and origin == self.memberId:
-            if kind in (events.MESSAGE, events.ACTION):
+            if kind in _ROOM_TALK:
                 if not self._echo:
                     return
             elif kind == events.PRIVATE:
@@ -172,7 +188,7 @@ class IRCSession:
                 return
             self._lastShared = shared
         key = self.rendering
-        self.sink.write(event.rendered.get(key) or event.encoded(key))
+        self._write(event.rendered.get(key) or event.encoded(key))
 
     # -- input ---------------------------------------------------------
 
