@@ -32,7 +32,7 @@ from chatsvc.chat import events
 from chatsvc.chat.names import NAME_MAX, ROOM_MAX, InvalidName, checkName, checkRoom, nameKey
 from chatsvc.chat.rooms import TOPIC_MAX, ChatError, NameTaken, NoSuchName, NotInRoom, harmless
 from chatsvc.chat.session import ChatLimits, Pacing
-from chatsvc.irc import render
+from chatsvc.irc import chathistory, render
 from chatsvc.irc.wire import LINE_MAX, BadLine, formatLine, numeric, parse, stripFormatting
 
 log = Logger()
@@ -41,6 +41,7 @@ log = Logger()
 CAPABILITIES = (
     "away-notify",
     "batch",
+    "draft/chathistory",
     "echo-message",
     "message-tags",
     "multi-prefix",
@@ -377,9 +378,11 @@ class IRCSession:
             "CHANMODES=,,,nt",
             "CHANNELLEN=%d" % (ROOM_MAX + 1),
             "CHANTYPES=#",
+            "CHATHISTORY=%d" % chathistory.MAX_LIMIT,
             "ELIST=",
             "MAXTARGETS=%d" % MAX_TARGETS,
             "MODES=0",
+            "MSGREFTYPES=msgid,timestamp",
             "NETWORK=chatsvc",
             "NICKLEN=%d" % NAME_MAX,
             "PREFIX=",
@@ -597,23 +600,86 @@ class IRCSession:
         that shows them (server-time), in a C{chathistory} batch when it
         takes batches.
         """
+        if "server-time" not in self.caps or "draft/chathistory" in self.caps:
+            return  # no times to show them with; or the client asks itself
         count = self.limits.replay or DEFAULT_REPLAY
-        if "server-time" not in self.caps:
-            return
         recent = self.hub.recent(room, count)
-        if not recent:
-            return
+        if recent:
+            self._history("#" + room.name, recent)
+
+    def _history(self, target: str | None, messages: list, kind: str = "chathistory") -> None:
+        """
+        Messages from the history, with their original times and ids, in
+        a C{chathistory} batch if the client takes batches.
+        """
         ids = "message-tags" in self.caps
         batch = "batch" in self.caps
         extra = ""
         if batch:
-            ref = f"h{room.key.encode('utf-8').hex()[:16]}{int(self.clock.seconds() * 1000)}"
+            self._batches += 1
+            ref = f"h{self._batches}"
             extra = "batch=" + ref
-            self.send(formatLine(self.server, "BATCH", "+" + ref, "chathistory", "#" + room.name))
-        for event in recent:
+            head = (kind, target) if target is not None else (kind,)
+            self.send(formatLine(self.server, "BATCH", "+" + ref, *head))
+        for event in messages:
             self.send(render.render(event, True, ids, extra))
         if batch:
             self.send(formatLine(self.server, "BATCH", "-" + ref))
+
+    _batches = 0
+
+    def irc_CHATHISTORY(self, params: list) -> None:
+        """
+        IRCv3 draft/chathistory (L{chatsvc.irc.chathistory}).
+        """
+        if not params:
+            self._fail("CHATHISTORY", "NEED_MORE_PARAMS", "*", "Missing parameters")
+            return
+        sub = params[0].upper()
+        if sub == "TARGETS":
+            # No private history is kept: no targets to list.
+            self._history(None, [], "draft/chathistory-targets")
+            return
+        if sub not in chathistory.SUBCOMMANDS:
+            self._fail("CHATHISTORY", "INVALID_PARAMS", sub, "Unknown subcommand")
+            return
+        points = 2 if sub == "BETWEEN" else 1
+        if len(params) < 3 + points:
+            self._fail("CHATHISTORY", "NEED_MORE_PARAMS", sub, "Missing parameters")
+            return
+        target, words, limit = params[1], params[2 : 2 + points], params[2 + points]
+        if not (limit.isascii() and limit.isdigit()):
+            self._fail("CHATHISTORY", "INVALID_PARAMS", sub, "The limit is not a number")
+            return
+        if not target.startswith("#"):
+            if self.hub.state.holder(nameKey(target)) is None:
+                self._fail("CHATHISTORY", "INVALID_TARGET", sub, target, "No such nick")
+            else:
+                self._history(target, [])  # private messages are not kept
+            return
+        try:
+            _, room = self._channel(target)
+        except InvalidName:
+            room = None
+        if room is None:
+            self._fail("CHATHISTORY", "INVALID_TARGET", sub, target, "No such channel")
+            return
+        try:
+            refs = [chathistory.reference(word, room.name) for word in words]
+        except chathistory.BadReference as e:
+            self._fail("CHATHISTORY", "INVALID_PARAMS", sub, f"Bad message reference {e}")
+            return
+        if sub != "LATEST" and None in refs:
+            self._fail("CHATHISTORY", "INVALID_PARAMS", sub, "Only LATEST takes *")
+            return
+        recent = self.hub.recent(room, self.hub.historyLimit)
+        self._history("#" + room.name, chathistory.select(recent, sub, refs, int(limit)))
+
+    def _fail(self, command: str, code: str, *context: str) -> None:
+        """
+        An IRCv3 standard reply: C{FAIL COMMAND CODE context... :text}.
+        """
+        self.send(formatLine(self.server, "FAIL", command, code, *context, trailing=True))
 
     def irc_PART(self, params: list) -> None:
         if not self._needs(params, 1, "PART"):
