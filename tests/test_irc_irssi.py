@@ -58,7 +58,7 @@ settings = {
 """
 
 #: The server's log line for the IRC user's quit.
-QUIT_LOGGED = re.compile(rb"irc: ircuser \(127\.0\.0\.1:\d+\) quit: .*bye")
+QUIT_LOGGED = re.compile(rb"irc: ircuser \(127\.0\.0\.1:\d+\) left the chat: quit: bye")
 
 
 def needed(program: str) -> str:

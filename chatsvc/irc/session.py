@@ -896,7 +896,7 @@ class IRCSession:
         announce = population is None or not population.shuttingDown
         self.hub.quit(member, self.leaveReason, announce=announce)
         log.info(
-            "irc: {name} ({peer}) quit: {reason}",
+            "irc: {name} ({peer}) left the chat: {reason}",
             peer=self.peer,
             name=member.name,
             reason=self.leaveReason,
