@@ -16,8 +16,11 @@ from pathlib import Path
 
 NOTES_START = "<!-- NOTES: kept when the report is regenerated -->"
 NOTES_END = "<!-- /NOTES -->"
-ORDER = ["chatsvc", "ngircd", "miniircd", "words"]
+ORDER = ["chatsvc", "chatsvc-irc", "ngircd", "miniircd", "words"]
 YARDSTICK = "ngircd"
+#: chatsvc's IRC gateway: compared with the yardstick as well, since the
+#: gateway is held to the ratios to ngircd that the line protocol reaches.
+GATEWAY = "chatsvc-irc"
 
 #: A server is taken to be "generator-bound" when it gets within this
 #: share of what the generator takes from the blaster.
@@ -142,14 +145,16 @@ def _metricTable(
     session: Session, family: str, key, unit: str = "", lower=False, ratios=True
 ) -> str:
     servers = session.servers()
-    others = [s for s in servers if s != "chatsvc"]
-    ratios = ratios and "chatsvc" in servers
-    header = ["load", *servers] + ([f"chatsvc vs {o}" for o in others] if ratios else [])
+    pairs = []
+    if ratios and "chatsvc" in servers:
+        pairs = [("chatsvc", o) for o in servers if o != "chatsvc"]
+    if ratios and GATEWAY in servers and YARDSTICK in servers:
+        pairs.append((GATEWAY, YARDSTICK))
+    header = ["load", *servers] + [f"{a} vs {b}" for a, b in pairs]
     rows = []
     for scenario in session.scenarios(family):
         row = [scenario] + [cell(session, scenario, s, key, unit) for s in servers]
-        if ratios:
-            row += [ratio(session, scenario, "chatsvc", o, key, lower) for o in others]
+        row += [ratio(session, scenario, a, b, key, lower) for a, b in pairs]
         rows.append(row)
     return _table(header, rows)
 
@@ -236,9 +241,46 @@ def targets(session: Session) -> str:
         rows.append(
             ["10,000 idle clients: ≤ 3 KiB RSS per connection", f"{k:.2f} KiB", check(k <= 3)]
         )
+    rows += gatewayTargets(session)
     if not rows:
         return "_(not measured in this session)_"
     return _table(["target", "chatsvc (median of runs)", "status"], rows)
+
+
+#: How close the gateway's ratio to ngircd must come to the line
+#: protocol's to count as "the same": run-to-run noise on a shared
+#: machine is about this size.
+GATEWAY_TOLERANCE = 0.9
+
+
+def gatewayTargets(session: Session) -> list[list[str]]:
+    """
+    The IRC gateway's target: the same ratios to ngircd as the line
+    protocol reaches in the same session (within L{GATEWAY_TOLERANCE}).
+    """
+    rows = []
+    for scenario, key, what, lower in (
+        ("fanout-one-200", "deliveries_per_s", "one flat-out sender, room of 200", False),
+        ("fanout-all-200", "deliveries_per_s", "all 200 flat out", False),
+        ("fanout-paced-200", "server_cpu", "paced 500 msg/s, server CPU", True),
+        ("latency-100", _lat("p99"), "latency p99", True),
+        ("idle-10000", "kib_per_conn", "10,000 idle clients, RSS per connection", True),
+    ):
+        line = session.median(scenario, "chatsvc", key)
+        irc = session.median(scenario, GATEWAY, key)
+        peer = session.median(scenario, YARDSTICK, key)
+        if not (line and irc and peer):
+            continue
+        lineRatio = peer / line if lower else line / peer
+        ircRatio = peer / irc if lower else irc / peer
+        rows.append(
+            [
+                f"IRC gateway, {what}: the line protocol's ratio to ngircd",
+                f"{_num(irc)}: {ircRatio:.2f}× ngircd vs line {lineRatio:.2f}×",
+                "**met**" if ircRatio >= GATEWAY_TOLERANCE * lineRatio else "not met",
+            ]
+        )
+    return rows
 
 
 def generatorBound(session: Session) -> str:
@@ -432,8 +474,14 @@ def render(session: Session) -> str:
         for r in session.records
         if r.get("closed") and "error" not in r
     ]
-    if errors or cut:
-        out += ["## Errors and cut-off clients", "", *errors, *cut, ""]
+    logged = [
+        f"- {r['scenario']} / {r['server']} run {r['run']}: the server logged "
+        f"{r['server_tracebacks']} traceback(s), the last ending `{r['server_traceback_last']}`"
+        for r in session.records
+        if r.get("server_tracebacks")
+    ]
+    if errors or cut or logged:
+        out += ["## Errors and cut-off clients", "", *errors, *cut, *logged, ""]
     if info.get("commands"):
         out += ["## Servers: versions and exact commands", ""]
         out.append(

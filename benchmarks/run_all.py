@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks import metrics, report
 from benchmarks.loadgen import runLoad
-from benchmarks.servers import PEERS, SERVERS, Running, commandLine, pinChatsvc
+from benchmarks.servers import CHATSVC, PEERS, SERVERS, Running, commandLine, pinChatsvc
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -44,8 +44,9 @@ def parseArgs(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--server",
-        default="chatsvc," + ",".join(PEERS),
-        help="comma-separated: chatsvc, ngircd, miniircd, words (default: all)",
+        default=",".join(CHATSVC + PEERS),
+        help="comma-separated: chatsvc (line protocol), chatsvc-irc (its IRC gateway), "
+        "ngircd, miniircd, words (default: all)",
     )
     p.add_argument(
         "--metric",
@@ -113,7 +114,7 @@ def runOne(server, scenario, timing, workers: int, profile: bool) -> dict:
     running = Running(server, scenario.clients, extra)
     spies = []
     onWindow = None
-    if profile and server.name in ("chatsvc", "words", "miniircd"):
+    if profile and (server.isChatsvc or server.name in ("words", "miniircd")):
 
         def onWindow(seconds: float) -> None:
             spies.append(_startProfile(server, scenario, running.pid, seconds))
@@ -123,6 +124,11 @@ def runOne(server, scenario, timing, workers: int, profile: bool) -> dict:
         raw = runLoad(plan, workers, timing, running.pid, server.relay, onWindow)
         summary = metrics.summarize(scenario, raw, timing.window, server.relay)
         summary["load_avg"] = round(os.getloadavg()[0], 2)
+        tracebacks, last = running.logErrors()
+        if tracebacks:
+            summary["server_tracebacks"] = tracebacks
+            summary["server_traceback_last"] = last
+            print(f"  ({server.name} logged {tracebacks} traceback(s): {last})", file=sys.stderr)
         if not running.alive():
             last = running.logTail(300).strip().splitlines() or ["?"]
             summary["error"] = f"server died: {last[-1]}"
@@ -188,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     families = [m.strip() for m in args.metric.split(",") if m.strip()]
     for name in names:
         if name not in SERVERS or SERVERS[name].isGenerator:
-            sys.exit(f"unknown server {name!r} (chatsvc, {', '.join(PEERS)})")
+            sys.exit(f"unknown server {name!r} ({', '.join(CHATSVC + PEERS)})")
     for family in families:
         if family not in FAMILIES:
             sys.exit(f"unknown metric {family!r} ({', '.join(FAMILIES)})")
@@ -256,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
                     "family": scenario.family,
                     **summary,
                 }
-                if server.name == "chatsvc":
+                if server.isChatsvc:
                     record["version"] = server.version()
                 sink.write(json.dumps(record) + "\n")
                 sink.flush()
@@ -266,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print(json.dumps(record), flush=True)
     print(f"\n{count} runs in {time.monotonic() - started:.0f} s; {out}")
-    full = set(names) >= {"chatsvc", *PEERS} and set(families) == set(FAMILIES)
+    full = set(names) >= {*CHATSVC, *PEERS} and set(families) == set(FAMILIES)
     full = full and not args.quick and not args.scenario
     target = Path(args.report) if args.report else (HERE / "RESULTS.md" if full else None)
     text = report.render(report.load(out))

@@ -40,6 +40,10 @@ MINIIRCD = PEERS_DIR / "miniircd/bin/miniircd"
 #: the chatsvc installed in the venv (the work tree, as it is right now).
 PINNED: dict = {}
 
+#: chatsvc as measured: its native line protocol, and its IRC gateway
+#: (C{--irc}), which the generator drives like any IRC server.
+CHATSVC = ["chatsvc", "chatsvc-irc"]
+
 #: The password every IRC client of the generator uses where one is needed.
 PASSWORD = "bench"
 
@@ -127,6 +131,13 @@ class Server:
     extra: tuple = ()
 
     @property
+    def isChatsvc(self) -> bool:
+        """
+        Whether this is chatsvc itself (native protocol or IRC gateway).
+        """
+        return self.name in CHATSVC
+
+    @property
     def isGenerator(self) -> bool:
         """
         Whether this is one of our own trivial servers (the blaster).
@@ -149,9 +160,15 @@ class Server:
         The command line and extra environment that start this server.
         """
         py = str(VENV / "bin/python")
-        if self.name == "chatsvc":
+        if self.isChatsvc:
             listen = f"tcp:{port}:interface=127.0.0.1"
-            args = ["-n", "--pidfile=", "chat", "--port", listen, *CHATSVC_FLAGS]
+            if self.protocol == "irc":
+                # The IRC gateway on PORT; the line port, unused, on any
+                # free port of loopback (port 0: no second port to pick).
+                listens = ["--port", "tcp:0:interface=127.0.0.1", "--irc", listen]
+            else:
+                listens = ["--port", listen]
+            args = ["-n", "--pidfile=", "chat", *listens, *CHATSVC_FLAGS]
             if PINNED:
                 # twistd from the exported tree: it comes first on sys.path,
                 # so its chatsvc (and its plugin file) is the one that runs.
@@ -180,7 +197,7 @@ class Server:
         The version of this server's software, for RESULTS.md.
         """
         try:
-            if self.name == "chatsvc":
+            if self.isChatsvc:
                 if PINNED:
                     return f"chatsvc at git {PINNED['rev']} (exported, pinned)"
                 return f"chatsvc work tree at git {_gitHead()}{_dirty()}"
@@ -255,6 +272,7 @@ def _gitHead() -> str:
 
 SERVERS = {
     "chatsvc": Server("chatsvc", "line"),
+    "chatsvc-irc": Server("chatsvc-irc", "irc"),
     "ngircd": Server("ngircd", "irc", oper=("bench", PASSWORD, "+F")),
     "miniircd": Server("miniircd", "irc"),
     "words": Server("words", "irc", password=PASSWORD),
@@ -322,6 +340,26 @@ class Running:
             return (self.dir / "server.log").read_bytes()[-size:].decode("utf-8", "replace")
         except OSError:
             return ""
+
+    def logErrors(self) -> tuple[int, str]:
+        """
+        How many tracebacks the server has logged so far, and the last
+        line of the last one (a server can keep serving after an error
+        it logged, and the run would not show it otherwise).
+        """
+        try:
+            text = (self.dir / "server.log").read_bytes().decode("utf-8", "replace")
+        except OSError:
+            return 0, ""
+        count = text.count("Traceback (most recent call last)")
+        if not count:
+            return 0, ""
+        tail = text[text.rindex("Traceback (most recent call last)") :].splitlines()
+        # twistd's text log goes on with a tab on each line of one event;
+        # the exception is the first line not indented after that tab.
+        lines = (x[1:] if x.startswith("\t") else x for x in tail[1:])
+        last = next((x for x in lines if x and not x[0].isspace()), tail[0])
+        return count, last.strip()[:300]
 
     def stop(self) -> int | None:
         """
