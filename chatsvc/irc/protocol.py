@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import time
 
+from twisted.internet import task
 from twisted.logger import Logger
 
+from chatsvc.chat import events
 from chatsvc.chat.lines import ChatLimits
 from chatsvc.chat.session import Population
-from chatsvc.irc.session import IRCSession
+from chatsvc.irc.session import ROOM_TALK, IRCSession
 from chatsvc.irc.wire import LINE_MAX, TAGS_MAX, decodeIRC, formatLine
 from chatsvc.net.lineproto import ConnectionPolicy, LineFactory, LineProtocol
 
@@ -37,30 +39,44 @@ SERVER_NAME = "chatsvc"
 
 class IRCConnection(LineProtocol):
     """
-    One IRC client's connection: the sink of its L{IRCSession}.
+    One IRC client's connection: the sink of its L{IRCSession}, and the
+    Hub's listener for its member (L{deliver}).
     """
 
     factory: IRCFactory
     session: IRCSession
     decode = staticmethod(decodeIRC)
     _firstData = True
-    _pingTimer = None
     _pinged = False
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        factory = self.factory
         self._lastSeen = self.clock.seconds()
-        self.session = IRCSession(
-            factory.hub,
-            self,
-            factory.limits,
-            self.clock,
-            factory.population,
-            factory.serverName,
-            factory.created,
-        )
-        self._pingTimer = self.clock.callLater(factory.pingInterval, self._pingCheck)
+        self.session = IRCSession(self.factory, self)
+        self.factory.watch(self)
+
+    # -- fan-out -------------------------------------------------------
+
+    def deliver(self, event: events.Event) -> None:
+        """
+        The Hub's fan-out for this client: a room message from someone
+        else is appended to this turn's output as the shared rendering
+        (L{LineProtocol.write} inlined: this runs once per recipient of
+        every message); anything else is the session's
+        (L{IRCSession.deliverOther}).
+        """
+        session = self.session
+        if event.kind in ROOM_TALK and event.origin != session.memberId:
+            key = session.rendering
+            data = event.rendered.get(key) or event.encoded(key)
+            out = self._out
+            if out and not self._outputPaused and not self.disconnecting:
+                out.append(data)
+                self._batcher.pendingBytes += len(data)
+            else:
+                self.write(data)
+        else:
+            session.deliverOther(event)
 
     # -- input ---------------------------------------------------------
 
@@ -90,28 +106,21 @@ class IRCConnection(LineProtocol):
 
     # -- ping ----------------------------------------------------------
 
-    def _pingCheck(self) -> None:
+    def pingCheck(self, now: float) -> None:
         """
-        Quiet for the ping interval: PING it; quiet for the timeout after
-        that: close it.
+        The factory's sweep: quiet for the ping interval, PING it; quiet
+        for the timeout after that, close it.
         """
-        self._pingTimer = None
         if self.disconnecting:
             return
         factory = self.factory
-        quiet = self.clock.seconds() - self._lastSeen
-        if self._pinged and quiet >= factory.pingInterval + factory.pingTimeout:
-            self.session.pingTimedOut(quiet)
-            return
-        if not self._pinged and quiet >= factory.pingInterval:
+        quiet = now - self._lastSeen
+        if self._pinged:
+            if quiet >= factory.pingInterval + factory.pingTimeout:
+                self.session.pingTimedOut(quiet)
+        elif quiet >= factory.pingInterval:
             self._pinged = True
-            self.write(formatLine(None, "PING", factory.serverName).encode("ascii") + b"\r\n")
-            delay = factory.pingTimeout
-        elif self._pinged:
-            delay = factory.pingInterval + factory.pingTimeout - quiet
-        else:
-            delay = factory.pingInterval - quiet
-        self._pingTimer = self.clock.callLater(delay, self._pingCheck)
+            self.write(b"PING :" + factory.serverName.encode("ascii") + b"\r\n")
 
     # -- the session's sink --------------------------------------------
 
@@ -123,11 +132,9 @@ class IRCConnection(LineProtocol):
         super().sendQueueOverflow()
 
     def connectionLost(self, reason=None) -> None:
-        timer, self._pingTimer = self._pingTimer, None
-        if timer is not None and timer.active():
-            timer.cancel()
         self.session.connectionLost()
         super().connectionLost(reason)
+        self.factory.unwatch(self)
 
 
 class IRCFactory(LineFactory):
@@ -168,6 +175,32 @@ class IRCFactory(LineFactory):
             self.policy = policy
         self.serverName = serverName
         self.created = time.time()
+        self._watched: set[IRCConnection] = set()
+        self._sweep: task.LoopingCall | None = None
+
+    def watch(self, connection: IRCConnection) -> None:
+        """
+        Ping C{connection} when it is quiet: one sweep over every
+        connection, every half of the shorter of the ping interval and
+        timeout, rather than a timer per client.
+        """
+        self._watched.add(connection)
+        if self._sweep is None:
+            self._sweep = task.LoopingCall(self._pingSweep)
+            self._sweep.clock = self.clock
+            self._sweep.start(min(self.pingInterval, self.pingTimeout) / 2, now=False)
+
+    def unwatch(self, connection: IRCConnection) -> None:
+        self._watched.discard(connection)
+        if not self._watched and self._sweep is not None:
+            sweep, self._sweep = self._sweep, None
+            if sweep.running:
+                sweep.stop()
+
+    def _pingSweep(self) -> None:
+        now = self.clock.seconds()
+        for connection in list(self._watched):
+            connection.pingCheck(now)
 
     def buildProtocol(self, addr):
         proto = super().buildProtocol(addr)

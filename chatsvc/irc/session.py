@@ -31,7 +31,7 @@ from chatsvc import __version__
 from chatsvc.chat import events
 from chatsvc.chat.names import NAME_MAX, ROOM_MAX, InvalidName, checkName, checkRoom, nameKey
 from chatsvc.chat.rooms import TOPIC_MAX, ChatError, NameTaken, NoSuchName, NotInRoom, harmless
-from chatsvc.chat.session import ChatLimits, Pacing
+from chatsvc.chat.session import Pacing
 from chatsvc.irc import chathistory, render
 from chatsvc.irc.wire import LINE_MAX, BadLine, formatLine, numeric, parse, stripFormatting
 
@@ -65,7 +65,7 @@ _NOT_TEXT = frozenset({"RPL_TOPICWHOTIME", "RPL_MYINFO", "RPL_CHANNELMODEIS", "R
 CTCP = "\x01"
 
 #: Room messages and actions: the fan-out's common case.
-_ROOM_TALK = frozenset({events.MESSAGE, events.ACTION})
+ROOM_TALK = frozenset({events.MESSAGE, events.ACTION})
 
 
 class IRCSession:
@@ -79,34 +79,48 @@ class IRCSession:
     @ivar away: the away message, or L{None}.
     """
 
-    def __init__(
-        self, hub, sink, limits: ChatLimits, clock, population, server: str, created: float
-    ) -> None:
-        self.hub = hub
-        self.created = created
+    # Defaults on the class, so that an idle client's instance holds only
+    # what it changed (ten thousand idle clients add up).
+    member = None
+    memberId = None
+    nick: str | None = None
+    user: str | None = None
+    realname = ""
+    caps: frozenset | set = frozenset()
+    away: str | None = None
+    closed = False
+    leaveReason = "closed"
+    rendering = render.RENDERINGS[(False, False)]
+    _capPending = False
+    _echo = False
+    _lastShared = None
+    _oldName = ""
+    _batches = 0
+
+    def __init__(self, gateway, sink) -> None:
+        """
+        @param gateway: the L{chatsvc.irc.protocol.IRCFactory}: the hub,
+            limits, clock, population and server name.
+        @param sink: this client's connection.
+        """
+        self.gateway = gateway
+        self.hub = gateway.hub
+        self.limits = limits = gateway.limits
+        self.clock = clock = gateway.clock
         self.sink = sink
         self._write = sink.write
-        self.limits = limits
-        self.clock = clock
-        self.population = population
-        self.server = server
-        self.member = None
-        self.memberId = None
-        self.nick: str | None = None
-        self.user: str | None = None
-        self.realname = ""
-        self.caps: set[str] = set()
-        self._capPending = False
-        self.away: str | None = None
-        self.closed = False
-        self.leaveReason = "closed"
-        self._lastShared = None
-        self.pacing = Pacing(sink, clock, limits, population.backlog if population else None)
-        self.rendering = render.RENDERINGS[(False, False)]
-        self._echo = False
+        population = gateway.population
+        self.pacing = Pacing(sink, clock, limits, population.backlog)
         self._loginTimer = clock.callLater(limits.loginTimeout, self._registrationTimedOut)
-        if population is not None:
-            population.sessions.add(self)
+        population.sessions.add(self)
+
+    @property
+    def server(self) -> str:
+        return self.gateway.serverName
+
+    @property
+    def population(self):
+        return self.gateway.population
 
     # -- output --------------------------------------------------------
 
@@ -160,13 +174,13 @@ class IRCSession:
         comparison and one write of the shared rendering; the rest is
         L{_deliverOther}.
         """
-        if event.kind in _ROOM_TALK and event.origin != self.memberId:
+        if event.kind in ROOM_TALK and event.origin != self.memberId:
             key = self.rendering
             self._write(event.rendered.get(key) or event.encoded(key))
         else:
-            self._deliverOther(event)
+            self.deliverOther(event)
 
-    def _deliverOther(self, event: events.Event) -> None:
+    def deliverOther(self, event: events.Event) -> None:
         """
         Its own messages come back only with echo-message; its own QUIT
         never (it gets ERROR instead); a QUIT or a NICK that reaches it
@@ -175,7 +189,7 @@ class IRCSession:
         kind = event.kind
         origin = event.origin
         if origin is not None and origin == self.memberId:
-            if kind in _ROOM_TALK:
+            if kind in ROOM_TALK:
                 if not self._echo:
                     return
             elif kind == events.PRIVATE:
@@ -272,6 +286,8 @@ class IRCSession:
                 self.send(formatLine(self.server, "CAP", self.me, "NAK", wanted))
                 return
             changes.append((name, enable))
+        if not isinstance(self.caps, set):
+            self.caps = set()
         for name, enable in changes:
             if enable:
                 self.caps.add(name)
@@ -329,8 +345,6 @@ class IRCSession:
             self.send(formatLine(render.mask(self._oldName), "NICK", member.name))
         self._oldName = member.name
 
-    _oldName = ""
-
     def irc_USER(self, params: list) -> None:
         if self.member is not None:
             self.numeric("ERR_ALREADYREGISTRED", "You may not reregister")
@@ -349,7 +363,7 @@ class IRCSession:
             return
         nick, self.nick = self.nick, None
         try:
-            member = self.hub.login(nick, self)
+            member = self.hub.login(nick, self.sink if hasattr(self.sink, "deliver") else self)
         except NameTaken:
             self.numeric("ERR_NICKNAMEINUSE", nick, "Nickname is already in use")
             return
@@ -395,7 +409,7 @@ class IRCSession:
         version = f"chatsvc-{__version__}"
         self.numeric("RPL_WELCOME", f"Welcome to the chatsvc IRC gateway {render.mask(name)}")
         self.numeric("RPL_YOURHOST", f"Your host is {self.server}, running version {version}")
-        self.numeric("RPL_CREATED", f"This server was created {time.ctime(self.created)}")
+        self.numeric("RPL_CREATED", f"This server was created {time.ctime(self.gateway.created)}")
         self.numeric("RPL_MYINFO", self.server, version, "i", "nt")
         tokens = self.isupport()
         for start in range(0, len(tokens), 12):
@@ -470,12 +484,12 @@ class IRCSession:
         member = self.hub.find(name)
         if member is None:
             return None
-        return getattr(member.listener, "away", None)
+        session = ircSession(member)
+        return session.away if session is not None else None
 
     def _realnameOf(self, member) -> str:
-        if member is None:
-            return "chatsvc user"
-        return getattr(member.listener, "realname", "") or "chatsvc user"
+        session = ircSession(member) if member is not None else None
+        return (session.realname if session is not None else "") or "chatsvc user"
 
     def _channel(self, word: str):
         """
@@ -524,7 +538,8 @@ class IRCSession:
 
     def _whoLine(self, channel: str, name: str) -> None:
         member = self.hub.find(name)
-        here = "G" if member is not None and getattr(member.listener, "away", None) else "H"
+        session = ircSession(member) if member is not None else None
+        here = "G" if session is not None and session.away else "H"
         self.numeric(
             "RPL_WHOREPLY",
             channel,
@@ -552,7 +567,8 @@ class IRCSession:
         if member is not None and member.rooms:
             self._names("RPL_WHOISCHANNELS", (name,), ["#" + r.name for r in member.rooms.values()])
         self.numeric("RPL_WHOISSERVER", name, self.server, "chatsvc")
-        away = getattr(member.listener, "away", None) if member is not None else None
+        session = ircSession(member) if member is not None else None
+        away = session.away if session is not None else None
         if away:
             self.numeric("RPL_AWAY", name, away)
         self.numeric("RPL_ENDOFWHOIS", name, "End of /WHOIS list")
@@ -625,8 +641,6 @@ class IRCSession:
             self.send(render.render(event, True, ids, extra))
         if batch:
             self.send(formatLine(self.server, "BATCH", "-" + ref))
-
-    _batches = 0
 
     def irc_CHATHISTORY(self, params: list) -> None:
         """
@@ -864,9 +878,9 @@ class IRCSession:
                 if other in told:
                     continue
                 told.add(other)
-                listener = other.listener
-                if isinstance(listener, IRCSession) and "away-notify" in listener.caps:
-                    listener.sink.write(data)
+                session = ircSession(other)
+                if session is not None and "away-notify" in session.caps:
+                    session.sink.write(data)
 
     # -- leaving -------------------------------------------------------
 
@@ -931,6 +945,19 @@ class IRCSession:
         self._leave()
         if self.population is not None:
             self.population.sessions.discard(self)
+
+
+def ircSession(member) -> IRCSession | None:
+    """
+    The IRC session of a member of this node, or L{None} for a member of
+    another gateway.  (Its listener is the session, or the connection
+    whose C{session} it is.)
+    """
+    listener = member.listener
+    if isinstance(listener, IRCSession):
+        return listener
+    session = getattr(listener, "session", None)
+    return session if isinstance(session, IRCSession) else None
 
 
 #: Command -> handler.
