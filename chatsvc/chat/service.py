@@ -13,9 +13,12 @@ status 0 (L{ExitCleanly}).
 
 from __future__ import annotations
 
+import re
+
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python import usage
 
 from chatsvc.chat.history import HistoryError, HistoryInUse, MemoryHistory, SQLiteHistory
 from chatsvc.chat.lines import ChatFactory, ChatLimits
@@ -75,6 +78,21 @@ class Options(ServiceOptions):
             "rooms are #channels, names are nicks. Off unless given.",
         ],
         [
+            "web",
+            None,
+            None,
+            "Also serve the chat page in the browser on this port or endpoint description "
+            "(8080, ssl:8443:privateKey=KEY:certKey=CERT): the page at /, the chat over a "
+            "WebSocket at /ws, in the same rooms. Off unless given.",
+        ],
+        [
+            "web-origin",
+            None,
+            None,
+            "Origins besides the page's own whose pages may use the chat's WebSocket "
+            "(comma-separated, e.g. https://example.org; '*' allows any).",
+        ],
+        [
             "login-timeout",
             None,
             str(ChatLimits.loginTimeout),
@@ -115,9 +133,16 @@ class Options(ServiceOptions):
         )
         if self["irc"] is not None:
             self["irc"] = portDescription("--irc", self["irc"])
+        if self["web"] is not None:
+            self["web"] = portDescription("--web", self["web"])
+        origins = self["web-origin"]
+        self["web-origin"] = tuple(o.strip() for o in (origins or "").split(",") if o.strip())
+        for origin in self["web-origin"]:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise usage.UsageError(
+                    f"--web-origin: {origin!r} is not an origin (scheme://host[:port], or *)"
+                )
         if not self["history"].strip():
-            from twisted.python import usage
-
             raise usage.UsageError("--history: needs a file name or :memory:")
 
 
@@ -172,13 +197,25 @@ class GatewayService(ListenService):
             return None
         if host in ("0.0.0.0", "::"):
             host = "localhost"
+        elif ":" in host:
+            host = f"[{host}]"
+        if self.label == "web":
+            scheme = "https" if transport == "tls" else "http"
+            return f"a browser: {scheme}://{host}:{port}/"
         tls = "-tls " if transport == "tls" else ""
         return f"an IRC client, e.g. irssi: /connect {tls}{host} {port}"
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         if self.lineFactory is not None:
-            self.lineFactory.gateways[self.label] = self.where()
+            if self.label == "web":
+                # A browser or curl on the line port speaks HTTP: say where the page is.
+                hint = self.hint()
+                self.lineFactory.gateways["http"] = (
+                    hint[len("a browser: ") :] if hint else self.where()
+                )
+            else:
+                self.lineFactory.gateways[self.label] = self.where()
 
 
 def makeService(options: Options) -> ChatService:
@@ -206,6 +243,22 @@ def makeService(options: Options) -> ChatService:
         gateway.lineFactory = factory
         gateway.setServiceParent(top)
         factories["irc"] = irc
+    if options["web"] is not None:
+        from chatsvc.web.site import WebGateway  # only when asked for
+
+        web = WebGateway(
+            hub,
+            limits,
+            reactor,
+            factory.population,
+            policy=factory.policy,
+            origins=options["web-origin"],
+        )
+        web.gateways = factory.gateways
+        gateway = GatewayService(options["web"], web, "web", reactor, notice="server shutting down")
+        gateway.grace = SHUTDOWN_GRACE
+        gateway.lineFactory = factory
+        gateway.setServiceParent(top)
     if options["metrics"] is not None:
         from chatsvc.metrics import serveMetrics  # prometheus_client only when asked for
 

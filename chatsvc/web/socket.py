@@ -1,0 +1,303 @@
+"""
+One browser's chat over a WebSocket: the sink of a L{ChatSession}.
+
+Each text message from the browser is one line of the line protocol
+(the login, plain text, C{/commands}); each message to it is one JSON
+object of the JSON rendering.  The WebSocket handshake and the browser's
+frames are Twisted's (C{twisted.web.websocket}, on wsproto); what we
+write, we frame ourselves: a server's frame is the same bytes for every
+recipient but for a 2-10 byte header, so the fan-out writes the event's
+shared rendering behind a small header (C{writeSequence}, no copy), not
+one wsproto encoding per recipient.
+
+The line protocol's limits hold here too: a message over the line limit
+is refused with an error object and the connection stays; a message
+that grows past a few times the limit before it ends (wsproto and
+Twisted reassemble without bound) closes the socket with 1009; flood
+pacing holds the socket unread; a peer that does not read is cut at the
+send-queue limit and leaves as C{too slow}; the fan-out backlog is the
+one every gateway shares.  The server pings a quiet browser and closes
+one that does not answer.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from chatsvc.chat import events
+from chatsvc.chat.events import JSON, SENT, TEXT
+from chatsvc.chat.session import ChatSession, IChatSink
+from chatsvc.net.oplog import peerName
+
+log = Logger()
+
+#: The renderings a WebSocket writes: the core's, without a line ending
+#: (a WebSocket message is framed already).
+FRAMES = {fmt: "ws-" + fmt for fmt in (TEXT, JSON, SENT)}
+for _fmt, _name in FRAMES.items():
+    events.register(_name, events.RENDERINGS[_fmt].render, ending=b"")
+
+#: WebSocket close codes (RFC 6455 section 7.4.1).
+GOING_AWAY = 1001
+UNSUPPORTED = 1003
+TOO_BIG = 1009
+NORMAL = 1000
+
+
+def frameHeader(length: int) -> bytes:
+    """
+    The header of an unmasked, final text frame of C{length} bytes.
+    """
+    if length < 126:
+        return bytes((0x81, length))
+    if length < 65536:
+        return struct.pack("!BBH", 0x81, 126, length)
+    return struct.pack("!BBQ", 0x81, 127, length)
+
+
+@implementer(IChatSink, IPushProducer)
+class WebChat:
+    """
+    One WebSocket connection (a C{twisted.web.websocket}
+    C{WebSocketProtocol}), the sink of its session.
+
+    @ivar gateway: the L{chatsvc.web.site.WebGateway} it belongs to.
+    @ivar session: its L{ChatSession}, made once the handshake is done.
+    """
+
+    ending = b""
+    renderings = FRAMES
+
+    session = None
+    _transport = None
+    _closing = False
+    _closeTimer = None
+    _pingTimer = None
+    _pinged = False
+    _paused = False
+    _pausedBytes = 0
+    _unfinished = 0
+
+    def __init__(self, gateway, request) -> None:
+        self.gateway = gateway
+        self.limits = gateway.limits
+        self.maxLine = self.limits.maxLine
+        self.clock = gateway.clock
+        self.channel = request.channel
+        self.peer = peerName(self.channel.transport.getPeer())
+        self.waiting: deque[str] = deque()
+        self.holds: set[str] = set()
+
+    # -- twisted.web.websocket.WebSocketProtocol -------------------------
+
+    def negotiationStarted(self, transport) -> None:
+        self.ws = transport
+
+    def negotiationFinished(self) -> None:
+        gateway, channel = self.gateway, self.channel
+        self._transport = channel.transport
+        # The HTTP channel's idle timeout would cut a quiet chat: the ping
+        # does that job now.  Its producer slot tells us when the
+        # socket's send buffer is full (pauseProducing) and empty again.
+        channel.setTimeout(None)
+        channel.registerProducer(self, True)
+        received = channel.dataReceived
+
+        def dataReceived(data: bytes) -> None:
+            self._lastSeen = self.clock.seconds()
+            self._pinged = False
+            self._unfinished += len(data)
+            if self._unfinished > gateway.maxPending:
+                self._tooBig()
+                return
+            received(data)
+
+        channel.dataReceived = dataReceived
+        self._lastSeen = self.clock.seconds()
+        gateway.connections.add(self)
+        self.session = ChatSession(
+            gateway.hub, self, self.limits, self.clock, gateway.population, gateway.gateways
+        )
+        self.session._setFormat(JSON)
+        self._pingTimer = self.clock.callLater(gateway.pingInterval, self._pingCheck)
+        log.info("web: {peer} connected", peer=self.peer, event="connect")
+
+    def textMessageReceived(self, message: str) -> None:
+        self._unfinished = 0
+        if self._closing or self.session is None:
+            return
+        self.waiting.append(message)
+        if len(self.waiting) > self.limits.recvQueue:
+            self.session.flooded()
+            return
+        self._handle()
+
+    def bytesMessageReceived(self, data) -> None:
+        self._unfinished = 0
+        self._logCut("binary", "sent a binary message")
+        self.session.leaveReason = "closed"
+        self._closeWith(UNSUPPORTED, "text messages only")
+
+    def pongReceived(self, payload: bytes) -> None:
+        pass  # any data counts as activity (dataReceived above)
+
+    def connectionLost(self, reason=None) -> None:
+        self._closing = True
+        self.waiting.clear()
+        for timer in (self._pingTimer, self._closeTimer):
+            if timer is not None and timer.active():
+                timer.cancel()
+        self._pingTimer = self._closeTimer = None
+        backlog = self.gateway.population.backlog
+        backlog.drained(self)
+        if self.session is not None:
+            self.session.connectionLost()
+        if self in self.gateway.connections:
+            self.gateway.connections.discard(self)
+            log.info("web: {peer} disconnected", peer=self.peer, event="disconnect")
+        self.channel.releasePolicy()
+
+    # -- input -----------------------------------------------------------
+
+    def _handle(self) -> None:
+        session = self.session
+        maxLine = self.maxLine
+        while self.waiting and not self.holds and not session.closed:
+            if len(self.waiting[0].encode("utf-8")) > maxLine:
+                # Refused in its turn; it costs no flood token.
+                self.waiting.popleft()
+                session.lineTooLong(maxLine)
+            elif session.pacing.allowed():
+                session.lineReceived(self.waiting.popleft())
+            # else: held; releaseInput() goes on
+
+    def _tooBig(self) -> None:
+        limit = self.gateway.maxPending
+        self._logCut("too-big", f"a message over {limit} bytes")
+        if self.session is not None:
+            self.session.leaveReason = "closed"
+        self._unfinished = 0
+        self._closeWith(TOO_BIG, f"message over {limit} bytes")
+
+    # -- IChatSink -------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """
+        One JSON object as one text frame.  While the socket's buffer is
+        full, what is written counts towards the send queue (past it the
+        peer is cut as too slow) and the shared fan-out backlog.
+        """
+        if self._closing:
+            return
+        if self._paused:
+            self._pausedBytes += len(data)
+            if self._pausedBytes > self.limits.sendQueue:
+                self._tooSlow()
+                return
+            self.gateway.population.backlog.grew(self, len(data))
+        self._transport.writeSequence((frameHeader(len(data)), data))
+
+    def holdInput(self, reason: str) -> None:
+        if not self.holds and not self._closing:
+            self._transport.pauseProducing()
+        self.holds.add(reason)
+
+    def releaseInput(self, reason: str) -> None:
+        if reason not in self.holds:
+            return
+        self.holds.discard(reason)
+        if not self.holds and not self._closing:
+            self._transport.resumeProducing()
+            self._handle()
+
+    def close(self) -> None:
+        """
+        The session said its last line: close the socket once the browser
+        has it (abort after the grace period).
+        """
+        self._closeWith(NORMAL, "")
+
+    def deliver(self, event: events.Event) -> None:
+        """
+        The hub's fan-out for this browser (L{ChatSession.deliver}, the
+        write inlined): everything, its own messages included, in JSON.
+        """
+        session = self.session
+        origin = event.origin
+        if origin is not None and origin == session._ownInText:
+            session.deliverOwn(event)
+            return
+        key = session._rendering
+        self.write(event.rendered.get(key) or event.encoded(key))
+
+    # -- output back-pressure (IPushProducer, via the HTTP channel) -------
+
+    def pauseProducing(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._pausedBytes = 0
+
+    def resumeProducing(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._pausedBytes = 0
+            self.gateway.population.backlog.drained(self)
+
+    def stopProducing(self) -> None:
+        pass
+
+    # -- closing -----------------------------------------------------------
+
+    def _closeWith(self, code: int, reason: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.waiting.clear()
+        if self._transport is None:
+            return
+        self._transport.resumeProducing()  # read the browser's close frame
+        self.ws.loseConnection(code, reason)
+        self._closeTimer = self.clock.callLater(
+            self.limits.closeGrace, self._transport.abortConnection
+        )
+
+    def _tooSlow(self) -> None:
+        self._logCut("too-slow", f"send queue over {self.limits.sendQueue} bytes")
+        self.session.leaveReason = "too slow"
+        self._closing = True
+        self._transport.abortConnection()
+
+    def _pingCheck(self) -> None:
+        """
+        Quiet for the ping interval: ping; quiet for the timeout after
+        that: close.
+        """
+        self._pingTimer = None
+        if self._closing:
+            return
+        gateway = self.gateway
+        quiet = self.clock.seconds() - self._lastSeen
+        if self._pinged and quiet >= gateway.pingInterval + gateway.pingTimeout:
+            self._logCut("ping-timeout", f"no answer to a ping in {quiet:g} seconds")
+            self.session.leaveReason = "ping timeout"
+            self._closeWith(GOING_AWAY, "ping timeout")
+            return
+        if not self._pinged and quiet >= gateway.pingInterval:
+            self._pinged = True
+            self.ws.ping(b"chatsvc")
+            delay = gateway.pingTimeout
+        elif self._pinged:
+            delay = gateway.pingInterval + gateway.pingTimeout - quiet
+        else:
+            delay = gateway.pingInterval - quiet
+        self._pingTimer = self.clock.callLater(delay, self._pingCheck)
+
+    def _logCut(self, reason: str, why: str) -> None:
+        log.info(
+            "web: disconnecting {peer}: {why}", peer=self.peer, why=why, event="cut", reason=reason
+        )
