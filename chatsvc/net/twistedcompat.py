@@ -22,7 +22,7 @@ the public path instead of breaking: L{supportsDirectSend} says no, so
 every write goes through C{transport.write} (slower, still correct);
 L{forgetExitSignal} does nothing, so the exit status is 143 again.
 
-Tested with Twisted 24.7 to 26.10 (the oldest that C{setup.cfg} allows
+Tested with Twisted 25.5 to 26.10 (the oldest that C{setup.cfg} allows
 and the newest released), on CPython 3.10 to 3.13 (C{noxfile.py}).
 C{tests/test_twistedcompat.py} checks each attribute on a real loopback
 connection and a real reactor, and fails loudly as soon as a Twisted
