@@ -22,7 +22,7 @@ from __future__ import annotations
 from importlib import resources
 
 from twisted.logger import Logger
-from twisted.web import http, resource, server
+from twisted.web import http, pages, resource, server
 from twisted.web.websocket import WebSocketResource
 
 from chatsvc.chat.lines import ChatLimits
@@ -63,7 +63,25 @@ def _secure(request) -> None:
         request.setHeader(name, value)
 
 
-class StaticFile(resource.Resource):
+_NOT_FOUND = pages.notFound("Not Found", "There is nothing here: the chat is at /.")
+
+
+class _Readable(resource.Resource):
+    """
+    A resource that answers GET and HEAD, and 405 to anything else
+    (Twisted's own 405 page is deprecated for not escaping).
+    """
+
+    def render(self, request):
+        if request.method not in (b"GET", b"HEAD"):
+            request.setHeader(b"Allow", b"GET, HEAD")
+            return pages.errorPage(
+                http.NOT_ALLOWED, "Method Not Allowed", "Only GET and HEAD are served here."
+            ).render(request)
+        return super().render(request)
+
+
+class StaticFile(_Readable):
     """
     One file of the page, held in memory.
     """
@@ -95,7 +113,7 @@ def loadStatic() -> dict[str, StaticFile]:
     return files
 
 
-class StaticDirectory(resource.Resource):
+class StaticDirectory(_Readable):
     """
     C{/static/NAME}: the page's files, no listing.
     """
@@ -106,10 +124,10 @@ class StaticDirectory(resource.Resource):
 
     def getChild(self, path: bytes, request):
         found = self.files.get(path.decode("utf-8", "replace"))
-        return found if found is not None else resource.NoResource()
+        return found if found is not None else _NOT_FOUND
 
     def render_GET(self, request):
-        return resource.NoResource().render(request)
+        return _NOT_FOUND.render(request)
 
 
 class _ChatSockets:
@@ -124,7 +142,7 @@ class _ChatSockets:
         return WebChat(self.gateway, request)
 
 
-class ChatSocket(WebSocketResource):
+class ChatSocket(_Readable, WebSocketResource):
     """
     C{/ws}: the chat, for WebSocket upgrades from the page's origin.
     """
@@ -161,7 +179,7 @@ class ChatSocket(WebSocketResource):
         return super().render_GET(request)
 
 
-class Root(resource.Resource):
+class Root(_Readable):
     """
     C{/}: the page; C{/static/}: its files; C{/ws}: the chat.
     """
@@ -175,7 +193,7 @@ class Root(resource.Resource):
     def getChild(self, path: bytes, request):
         if path == b"":
             return self.page
-        return resource.NoResource()
+        return _NOT_FOUND
 
     def render_GET(self, request):
         return self.page.render_GET(request)
@@ -247,6 +265,18 @@ class LimitedChannel(http.HTTPChannel):
     policy: ConnectionPolicy | None = None
     _policyKey = None
     _released = False
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        A request line or a header over L{MAX_LENGTH}: say so, and close
+        (Twisted closes without a word).
+        """
+        self.transport.write(
+            b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 33\r\n\r\n"
+            b"request line or header too long.\n"
+        )
+        self.transport.loseConnection()
 
     def releasePolicy(self) -> None:
         if not self._released and self.policy is not None:
