@@ -26,6 +26,8 @@ from chatsvc.chat.rooms import Hub
 from chatsvc.net.listening import (
     ExitCleanly,
     ListenService,
+    certificateName,
+    certificateOf,
     raiseFileLimit,
     startupError,
     transportOf,
@@ -200,8 +202,12 @@ class GatewayService(ListenService):
         elif ":" in host:
             host = f"[{host}]"
         if self.label == "web":
-            scheme = "https" if transport == "tls" else "http"
-            return f"a browser: {scheme}://{host}:{port}/"
+            if transport == "tls":
+                # The name the browser will check: the certificate's.
+                certificate = certificateOf(self.description)
+                name = certificateName(certificate) if certificate is not None else None
+                return f"a browser: https://{name or host}:{port}/"
+            return f"a browser: http://{host}:{port}/"
         tls = "-tls " if transport == "tls" else ""
         return f"an IRC client, e.g. irssi: /connect {tls}{host} {port}"
 
