@@ -32,7 +32,6 @@ from twisted.web import resource, server
 
 from chatsvc.chat.events import PRIVATE
 from chatsvc.chat.names import roomKey
-from chatsvc.net.lineproto import Refusal
 from chatsvc.net.listening import ListenService
 
 #: Upper bounds (seconds) of the history write time buckets.
@@ -140,8 +139,9 @@ class Instruments:
 
         def counted(addr):
             proto = build(addr)
-            if isinstance(proto, Refusal):
-                self.refusals[refusalReason(proto.line)] += 1
+            refused = getattr(proto, "refused", None)  # a Refusal, or a gateway's own
+            if refused is not None:
+                self.refusals[refusalReason(refused)] += 1
             return proto
 
         factory.buildProtocol = counted

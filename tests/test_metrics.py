@@ -18,7 +18,7 @@ import sys
 import tempfile
 
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.logger import Logger
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.client import Agent, readBody
@@ -207,6 +207,31 @@ class ScrapeTests(TestCase):
         found = await self.scrape()
         self.assertEqual(found[("chatsvc_connections", (("service", "irc"),))], 1)
         self.assertEqual(found[("chatsvc_connections", (("service", "chat"),))], 0)
+        self.assertEqual(found[("chatsvc_members", ())], 1)
+
+    async def test_webGateway(self) -> None:
+        """
+        With --web, the browsers' chats are counted under service web; a
+        connection over the cap on the web port is counted as refused.
+        """
+        from twisted.web.websocket import WebSocketClientEndpoint
+
+        from tests.test_web_socket import _Factory
+
+        top = self.startServer("--web", "tcp:0:interface=127.0.0.1", "--max-clients", "1")
+        web = next(s for s in top if getattr(s, "label", None) == "web")
+        port = web.port.getHost().port
+        endpoint = WebSocketClientEndpoint.new(reactor, f"http://127.0.0.1:{port}/ws")
+        alice = await withDeadline(defer.ensureDeferred(endpoint.connect(_Factory())), "connect")
+        self.addCleanup(lambda: alice.transport.transport.abortConnection())
+        alice.send("alice")
+        await alice.expect(type="success")
+        refused = await connect(port)
+        self.clients.append(refused)
+        await refused.waitClosed()
+        found = await self.scrape()
+        self.assertEqual(found[("chatsvc_connections", (("service", "web"),))], 1)
+        self.assertEqual(found[("chatsvc_refusals_total", (("reason", "full"),))], 1)
         self.assertEqual(found[("chatsvc_members", ())], 1)
 
     async def test_refusalsAndCuts(self) -> None:

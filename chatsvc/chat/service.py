@@ -265,6 +265,7 @@ def makeService(options: Options) -> ChatService:
         gateway.grace = SHUTDOWN_GRACE
         gateway.lineFactory = factory
         gateway.setServiceParent(top)
+        factories["web"] = web
     if options["metrics"] is not None:
         from chatsvc.metrics import serveMetrics  # prometheus_client only when asked for
 

@@ -164,6 +164,9 @@ class Refusal(protocol.Protocol):
     """
 
     def __init__(self, line: str, clock, grace: float) -> None:
+        #: The policy's refusal (L{ConnectionPolicy.admit}), as given:
+        #: C{line} is what is sent, which a gateway may word its own way.
+        self.refused = line
         self.line = line
         self.clock = clock
         self.grace = grace

@@ -295,7 +295,7 @@ class _Refusal(http.HTTPChannel):
 
     def __init__(self, line: str) -> None:
         super().__init__()
-        self.line = line
+        self.line = self.refused = line
 
     def connectionMade(self) -> None:
         body = (self.line + "\n").encode("utf-8")

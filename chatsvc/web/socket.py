@@ -215,6 +215,15 @@ class WebChat:
             self._transport.resumeProducing()
             self._handle()
 
+    def isHeld(self, reason: str | None = None) -> bool:
+        """
+        Whether input is held (for C{reason}; C{output}: the socket's send
+        buffer is full), as the metrics ask of every connection.
+        """
+        if reason == "output":
+            return self._paused
+        return reason in self.holds if reason is not None else bool(self.holds)
+
     def close(self) -> None:
         """
         The session said its last line: close the socket once the browser
