@@ -210,11 +210,17 @@ class ChatOverWebSocketTests(TestCase):
         await withDeadline(alice.closed, "the close")
 
     async def test_shutdown(self) -> None:
+        """
+        The gateway's closeAll (its listener stopping) says goodbye to
+        every browser and fires once they are gone.
+        """
         servers = Servers(self)
         alice = await servers.browser("alice")
-        servers.chat.population.shutdown("server shutting down")
+        closed = servers.web.closeAll("server shutting down", grace=30)
         self.assertEqual((await alice.expect(type="info"))["text"], "server shutting down")
         await withDeadline(alice.closed, "the close")
+        await withDeadline(closed, "closeAll to fire")
+        self.assertEqual(servers.web.connections, set())
 
 
 class RawSocket(protocol.Protocol):

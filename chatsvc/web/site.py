@@ -349,6 +349,7 @@ class WebGateway(server.Site):
         self.origins = {o.rstrip("/").lower() for o in origins}
         self.maxPending = 4 * self.limits.maxLine + 4096
         self.connections: set[WebChat] = set()
+        self._gone: list = []
         self.gateways: dict[str, str] = {}
         super().__init__(Root(self, loadStatic()), timeout=60, reactor=clock)
 
@@ -387,14 +388,39 @@ class WebGateway(server.Site):
 
     def closeAll(self, notice: str | None = None, grace: float | None = None):
         """
-        Stop: every user of every gateway gets C{notice}; fires once this
-        gateway's chats are gone (aborted after C{grace}).
+        Stop: every user of every gateway gets C{notice} (its session
+        closes its socket); fires once this gateway's chats are gone,
+        aborting those still open after C{grace} seconds.
         """
         from twisted.internet import defer
-
-        from chatsvc.net.lineproto import LineFactory
 
         self.population.shutdown(notice or "server shutting down")
         if not self.connections:
             return defer.succeed(None)
-        return LineFactory.closeAll(self, None, grace)
+        if grace is None:
+            grace = self.limits.closeGrace
+        d = defer.Deferred()
+        self._gone.append(d)
+
+        def abortRest():
+            for chat in list(self.connections):
+                chat.abort()
+
+        timer = self.clock.callLater(grace, abortRest)
+
+        def cancelTimer(result):
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return d.addBoth(cancelTimer)
+
+    def chatGone(self, chat: WebChat) -> None:
+        """
+        C{chat} is gone; wakes L{closeAll} when it was the last.
+        """
+        self.connections.discard(chat)
+        if not self.connections:
+            waiting, self._gone = self._gone, []
+            for d in waiting:
+                d.callback(None)

@@ -158,8 +158,8 @@ class WebChat:
         if self.session is not None:
             self.session.connectionLost()
         if self in self.gateway.connections:
-            self.gateway.connections.discard(self)
             log.info("web: {peer} disconnected", peer=self.peer, event="disconnect")
+            self.gateway.chatGone(self)
         self.channel.releasePolicy()
 
     # -- input -----------------------------------------------------------
@@ -274,6 +274,14 @@ class WebChat:
         self._closeTimer = self.clock.callLater(
             self.limits.closeGrace, self._transport.abortConnection
         )
+
+    def abort(self) -> None:
+        """
+        Drop the connection now.
+        """
+        self._closing = True
+        if self._transport is not None:
+            self._transport.abortConnection()
 
     def _tooSlow(self) -> None:
         self._logCut("too-slow", f"send queue over {self.limits.sendQueue} bytes")
