@@ -29,7 +29,7 @@ from chatsvc.chat.lines import ChatLimits
 from chatsvc.chat.session import Population
 from chatsvc.net.lineproto import ConnectionPolicy
 from chatsvc.net.oplog import peerName
-from chatsvc.web.socket import WebChat
+from chatsvc.web.socket import WebChat, registerFrames
 
 log = Logger()
 
@@ -347,6 +347,7 @@ class WebGateway(server.Site):
         self.population = population if population is not None else Population(clock)
         self.policy = policy if policy is not None else ConnectionPolicy(self.limits)
         self.origins = {o.rstrip("/").lower() for o in origins}
+        registerFrames()
         self.maxPending = 4 * self.limits.maxLine + 4096
         self.connections: set[WebChat] = set()
         self._gone: list = []

@@ -38,9 +38,19 @@ log = Logger()
 
 #: The renderings a WebSocket writes: the core's, without a line ending
 #: (a WebSocket message is framed already).
-FRAMES = {fmt: "ws-" + fmt for fmt in (TEXT, JSON, SENT)}
-for _fmt, _name in FRAMES.items():
-    events.register(_name, events.RENDERINGS[_fmt].render, ending=b"")
+FRAMES = {fmt: "web-" + fmt for fmt in (TEXT, JSON, SENT)}
+
+
+def registerFrames() -> None:
+    """
+    Register L{FRAMES} (again: registering the same rendering twice is
+    harmless), when a gateway is made.
+    """
+    for fmt, name in FRAMES.items():
+        events.register(name, events.RENDERINGS[fmt].render, ending=b"")
+
+
+registerFrames()
 
 #: WebSocket close codes (RFC 6455 section 7.4.1).
 GOING_AWAY = 1001
