@@ -759,7 +759,7 @@
     } else if (privateTo) {
       line = "/msg " + privateTo + " " + (text.slice(0, 2) === "//" ? text.slice(1) : text);
     }
-    if (false) {
+    if (sendOrSay(line)) {
       ui.input.value = "";
       if (msgCommand) { openPrivate(msgCommand[1], true); }
     } else {
