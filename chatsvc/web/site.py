@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from importlib import resources
 
+from twisted.internet.interfaces import IProtocolFactory
 from twisted.logger import Logger
 from twisted.web import http, pages, resource, server
 from twisted.web.websocket import WebSocketResource
+from zope.interface import implementer_only
 
 from chatsvc.chat.lines import ChatLimits
 from chatsvc.chat.session import Population
@@ -310,6 +312,7 @@ class _Refusal(http.HTTPChannel):
         pass
 
 
+@implementer_only(IProtocolFactory)
 class WebGateway(server.Site):
     """
     The web gateway: a C{Site} on the chat's Hub, whose C{/ws} makes one
@@ -321,6 +324,11 @@ class WebGateway(server.Site):
     @ivar pingTimeout: seconds after that ping before the browser is cut.
     @ivar maxPending: bytes of a message not yet complete past which the
         socket is closed (1009).
+
+    It offers no ALPN (C{Site} would offer h2 and http/1.1, and a
+    WebSocket needs HTTP/1.1): Twisted before 26 sets ALPN on the TLS
+    context of every new connection, which pyOpenSSL 25 and later refuse
+    once the context is in use, so C{--web ssl:} would fail there.
     """
 
     requestFactory = LimitedRequest
