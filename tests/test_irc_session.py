@@ -229,8 +229,77 @@ class QueryTests(GatewayTestCase):
         lines = alice.lines()
         self.assertEqual(lines[0], ":chatsvc 303 alice :bob alice")
         self.assertEqual(lines[1], ":chatsvc 302 alice :bob=+bob@chatsvc")
-        self.assertEqual(numerics(lines), ["303", "302", "391", "351", "251", "254", "255", "422"])
+        self.assertEqual(
+            numerics(lines), ["303", "302", "391", "351", "251", "254", "255", "265", "266", "422"]
+        )
         self.assertIn("There are 2 users", lines[4])
+
+
+class ConformanceTests(GatewayTestCase):
+    """
+    What the public IRC conformance suite (irctest) asked for.
+    """
+
+    def test_emptyRealname(self) -> None:
+        peer = self.ircPeer()
+        peer.send("NICK alice", "USER u 0 * :")
+        self.assertEqual(numerics(peer.lines()), ["461"])
+
+    def test_userhostInNames(self) -> None:
+        self.linePeer("bob")
+        alice = self.register("alice", "userhost-in-names")
+        alice.send("JOIN #lobby")
+        names = [line for line in alice.lines() if " 353 " in line]
+        self.assertEqual(
+            names, [":chatsvc 353 alice = #lobby :bob!bob@chatsvc alice!alice@chatsvc"]
+        )
+
+    def test_whoMask(self) -> None:
+        self.linePeer("bobby")
+        self.linePeer("robert")
+        alice = self.register("alice")
+        alice.send("WHO bob*", "WHO *")
+        lines = alice.lines()
+        self.assertEqual(
+            [line.split(" ")[7] for line in lines if " 352 " in line],
+            ["bobby", "bobby", "robert", "alice"],
+        )
+
+    def test_awayNotifyOnJoin(self) -> None:
+        alice = self.register("alice", "away-notify")
+        alice.send("JOIN #lobby")
+        carol = self.register("carol")
+        carol.send("AWAY :out")
+        alice.lines()
+        carol.send("JOIN #lobby")
+        self.assertEqual(
+            alice.lines(), [":carol!carol@chatsvc JOIN #lobby", ":carol!carol@chatsvc AWAY :out"]
+        )
+
+    def test_clientTagsLimit(self) -> None:
+        """
+        A client's tags are at most 4094 bytes: more is 417, not relayed.
+        """
+        alice = self.register("alice")
+        alice.send("JOIN #lobby")
+        bob = self.linePeer("bob")
+        alice.lines()
+        alice.send("@+x=" + "a" * 4096 + " PRIVMSG #lobby :hi")
+        self.assertEqual(numerics(alice.lines()), ["417"])
+        self.assertEqual(bob.lines(), [])
+
+    def test_privateMsgid(self) -> None:
+        self.register("bob")
+        alice = self.register("alice", "message-tags", "echo-message")
+        alice.send("PRIVMSG bob :hi")
+        (line,) = alice.lines()
+        self.assertRegex(line, r"^@msgid=p-[^ ]+ :alice!alice@chatsvc PRIVMSG bob :hi$")
+
+    def test_serverName(self) -> None:
+        self.irc.serverName = "My.Little.Server"
+        alice = self.register("alice")
+        alice.send("PING :x")
+        self.assertEqual(alice.lines(), [":My.Little.Server PONG My.Little.Server :x"])
 
 
 class RoomTests(GatewayTestCase):
@@ -365,7 +434,9 @@ class RoomTests(GatewayTestCase):
         alice.lines()
         alice.send("MODE #lobby", "MODE #lobby b", "MODE #lobby +o alice", "MODE alice +i")
         alice.send("MODE alice", "MODE bob", "MODE alice +Z", "KICK #lobby bob")
-        self.assertEqual(numerics(alice.lines()), ["324", "368", "482", "221", "502", "501", "482"])
+        lines = alice.lines()
+        self.assertEqual(lines[0], ":chatsvc 324 alice #lobby +n")
+        self.assertEqual(numerics(lines), ["324", "368", "482", "221", "502", "501", "482"])
 
 
 class TalkTests(GatewayTestCase):

@@ -114,6 +114,20 @@ class IRCGatewayProcessTests(TestCase):
             lines[0].startswith("twistd chat: error: --irc: cannot use 'tcp:notaport'"), lines
         )
 
+    async def test_badIRCName(self) -> None:
+        code, out, err = await runProcess(
+            [*TWISTD, "chat", "--irc-name", "my server"], b"", cwd=temporaryDirectory(self)
+        )
+        self.assertEqual(code, 2)
+        lines = (out + err).decode().strip().splitlines()
+        self.assertEqual(
+            lines,
+            [
+                "twistd chat: error: --irc-name: 'my server' is not a server name "
+                "(letters, digits, '.', '-') (see twistd chat --help)"
+            ],
+        )
+
     async def test_help(self) -> None:
         code, out, err = await runProcess(
             [*TWISTD, "chat", "--help"], b"", cwd=temporaryDirectory(self)

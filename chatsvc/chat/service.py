@@ -80,6 +80,12 @@ class Options(ServiceOptions):
             "rooms are #channels, names are nicks. Off unless given.",
         ],
         [
+            "irc-name",
+            None,
+            "chatsvc",
+            "The server name IRC clients see (in numerics, PING and PONG).",
+        ],
+        [
             "web",
             None,
             None,
@@ -135,6 +141,10 @@ class Options(ServiceOptions):
         )
         if self["irc"] is not None:
             self["irc"] = portDescription("--irc", self["irc"])
+        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,62}$", self["irc-name"]):
+            raise usage.UsageError(
+                f"--irc-name: {self['irc-name']!r} is not a server name (letters, digits, '.', '-')"
+            )
         if self["web"] is not None:
             self["web"] = portDescription("--web", self["web"])
         origins = self["web-origin"]
@@ -243,7 +253,14 @@ def makeService(options: Options) -> ChatService:
     if options["irc"] is not None:
         from chatsvc.irc.protocol import IRCFactory  # only when asked for
 
-        irc = IRCFactory(hub, limits, reactor, factory.population, policy=factory.policy)
+        irc = IRCFactory(
+            hub,
+            limits,
+            reactor,
+            factory.population,
+            policy=factory.policy,
+            serverName=options["irc-name"],
+        )
         gateway = GatewayService(options["irc"], irc, "irc", reactor, notice="server shutting down")
         gateway.grace = SHUTDOWN_GRACE
         gateway.lineFactory = factory

@@ -56,12 +56,15 @@ def serverTime(ts: float) -> str:
 
 def msgid(event: events.Event) -> str | None:
     """
-    The C{msgid} tag of a room message: its room and its id, which the
-    core never gives out twice.
+    The C{msgid} tag of a message: for a room message its room and its
+    id, which the core never gives out twice (and CHATHISTORY reads); for
+    a private message its sender's member id and time.
     """
-    if event.id is None or event.room is None:
-        return None
-    return f"{event.room.casefold()}-{event.id}"
+    if event.id is not None and event.room is not None:
+        return f"{event.room.casefold()}-{event.id}"
+    if event.kind == events.PRIVATE and event.origin is not None:
+        return f"p-{event.origin}-{int(event.ts * 1e6)}"
+    return None
 
 
 def isPart(event: events.Event) -> bool:

@@ -23,6 +23,8 @@ Refusals are numerics (RFC 1459/2812 and modern IRC):
 
 from __future__ import annotations
 
+import fnmatch
+import re
 import time
 
 from twisted.logger import Logger
@@ -33,7 +35,15 @@ from chatsvc.chat.names import NAME_MAX, ROOM_MAX, InvalidName, checkName, check
 from chatsvc.chat.rooms import TOPIC_MAX, ChatError, NameTaken, NoSuchName, NotInRoom, harmless
 from chatsvc.chat.session import Pacing
 from chatsvc.irc import chathistory, render
-from chatsvc.irc.wire import LINE_MAX, BadLine, formatLine, numeric, parse, stripFormatting
+from chatsvc.irc.wire import (
+    CLIENT_TAGS_MAX,
+    LINE_MAX,
+    BadLine,
+    formatLine,
+    numeric,
+    parse,
+    stripFormatting,
+)
 
 log = Logger()
 
@@ -46,6 +56,7 @@ CAPABILITIES = (
     "message-tags",
     "multi-prefix",
     "server-time",
+    "userhost-in-names",
 )
 
 #: Commands allowed before registration.
@@ -217,9 +228,10 @@ class IRCSession:
             message = parse(line)
         except BadLine:
             return  # an empty line: ignored, as every server does
-        # Tags have their own, larger limit; the rest is IRC's 512 bytes.
-        body = line.partition(" ")[2] if line.startswith("@") else line
-        if len(body.encode("utf-8")) > LINE_MAX - 2:
+        # Tags have their own limit (a client's: 4094 bytes, with the @
+        # and the space 4096); the rest is IRC's 512 bytes.
+        tags, body = line.partition(" ")[::2] if line.startswith("@") else ("", line)
+        if len(body.encode("utf-8")) > LINE_MAX - 2 or len(tags.encode("utf-8")) > CLIENT_TAGS_MAX:
             self.numeric("ERR_INPUTTOOLONG", "Input line was too long")
             return
         command = message.command
@@ -349,7 +361,7 @@ class IRCSession:
         if self.member is not None:
             self.numeric("ERR_ALREADYREGISTRED", "You may not reregister")
             return
-        if len(params) < 4 or not params[0]:
+        if len(params) < 4 or not params[0] or not params[3]:
             self.numeric("ERR_NEEDMOREPARAMS", "USER", "Not enough parameters")
             return
         self.user = params[0]
@@ -389,7 +401,7 @@ class IRCSession:
             "AWAYLEN=%d" % AWAY_MAX,
             "CASEMAPPING=rfc8265",
             "CHANLIMIT=#:",
-            "CHANMODES=,,,nt",
+            "CHANMODES=,,,n",
             "CHANNELLEN=%d" % (ROOM_MAX + 1),
             "CHANTYPES=#",
             "CHATHISTORY=%d" % chathistory.MAX_LIMIT,
@@ -410,7 +422,7 @@ class IRCSession:
         self.numeric("RPL_WELCOME", f"Welcome to the chatsvc IRC gateway {render.mask(name)}")
         self.numeric("RPL_YOURHOST", f"Your host is {self.server}, running version {version}")
         self.numeric("RPL_CREATED", f"This server was created {time.ctime(self.gateway.created)}")
-        self.numeric("RPL_MYINFO", self.server, version, "i", "nt")
+        self.numeric("RPL_MYINFO", self.server, version, "i", "n")
         tokens = self.isupport()
         for start in range(0, len(tokens), 12):
             self.numeric(
@@ -449,6 +461,9 @@ class IRCSession:
         self.numeric("RPL_LUSERCLIENT", f"There are {users} users and 0 invisible on 1 servers")
         self.numeric("RPL_LUSERCHANNELS", str(rooms), "channels formed")
         self.numeric("RPL_LUSERME", f"I have {users} clients and 0 servers")
+        count = str(users)
+        self.numeric("RPL_LOCALUSERS", count, count, f"Current local users {users}, max {users}")
+        self.numeric("RPL_GLOBALUSERS", count, count, f"Current global users {users}, max {users}")
 
     def irc_ISON(self, params: list) -> None:
         if not self._needs(params, 1, "ISON"):
@@ -515,8 +530,16 @@ class IRCSession:
                 continue
             shown, names = self.hub.who(name)
             if names:
-                self._names("RPL_NAMREPLY", ("=", "#" + shown), names)
+                self._names("RPL_NAMREPLY", ("=", "#" + shown), self._shownNames(names))
             self.numeric("RPL_ENDOFNAMES", "#" + shown, "End of /NAMES list")
+
+    def _shownNames(self, names: list[str]) -> list[str]:
+        """
+        Names as NAMES lists them: with C{userhost-in-names}, full masks.
+        """
+        if "userhost-in-names" in self.caps:
+            return [render.mask(name) for name in names]
+        return names
 
     def irc_WHO(self, params: list) -> None:
         mask = params[0] if params and params[0] else "*"
@@ -531,9 +554,16 @@ class IRCSession:
                 self._whoLine("#" + shown, each)
             self.numeric("RPL_ENDOFWHO", mask, "End of /WHO list")
             return
-        held = self.hub.state.holder(nameKey(mask)) if mask != "*" else None
-        if held is not None:
-            self._whoLine("*", held[1])
+        if "*" in mask or "?" in mask:
+            # A mask: matched against the members of this node, by key.
+            pattern = re.compile(fnmatch.translate(mask.casefold()))
+            for member in list(self.hub.members.values()):
+                if pattern.match(member.name.casefold()):
+                    self._whoLine("*", member.name)
+        else:
+            held = self.hub.state.holder(nameKey(mask))
+            if held is not None:
+                self._whoLine("*", held[1])
         self.numeric("RPL_ENDOFWHO", mask, "End of /WHO list")
 
     def _whoLine(self, channel: str, name: str) -> None:
@@ -604,9 +634,11 @@ class IRCSession:
             if room is not None and self.member in room.members:
                 continue
             room = self.hub.join(self.member, name)
+            if self.away:
+                self._notifyAway((room,))
             self._topic(room, quiet=True)
             shown, names = self.hub.who(room.name)
-            self._names("RPL_NAMREPLY", ("=", "#" + shown), names)
+            self._names("RPL_NAMREPLY", ("=", "#" + shown), self._shownNames(names))
             self.numeric("RPL_ENDOFNAMES", "#" + shown, "End of /NAMES list")
             self._replay(room)
 
@@ -764,7 +796,7 @@ class IRCSession:
             if room is None:
                 self.numeric("ERR_NOSUCHCHANNEL", target, "No such channel")
             elif len(params) == 1:
-                self.numeric("RPL_CHANNELMODEIS", "#" + room.name, "+nt")
+                self.numeric("RPL_CHANNELMODEIS", "#" + room.name, "+n")
             elif params[1].lstrip("+") in ("b", "e", "I"):
                 # Ban, exception and invite lists: there are none.
                 end = {"b": "RPL_ENDOFBANLIST", "e": "RPL_ENDOFEXCEPTLIST"}
@@ -864,7 +896,7 @@ class IRCSession:
             self.numeric("RPL_UNAWAY", "You are no longer marked as being away")
         self._notifyAway()
 
-    def _notifyAway(self) -> None:
+    def _notifyAway(self, rooms=None) -> None:
         """
         away-notify: the IRC clients of this node that share a room with
         this member and asked for it hear of the change.
@@ -873,7 +905,7 @@ class IRCSession:
         line = formatLine(render.mask(member.name), "AWAY", *((self.away,) if self.away else ()))
         data = line.encode("utf-8") + b"\r\n"
         told = {member}
-        for room in member.rooms.values():
+        for room in rooms if rooms is not None else member.rooms.values():
             for other in room.members:
                 if other in told:
                     continue

@@ -17,9 +17,11 @@ from twisted.words.protocols.irc import symbolic_to_numeric
 
 #: Longest line without tags, CRLF included (RFC 1459).
 LINE_MAX = 512
-#: Longest tag section a client may send, C{@} and the space included
-#: (IRCv3 message-tags: 4094 for client tags, 8191 in all).
+#: Longest tag section a line may carry, C{@} and the space included
+#: (IRCv3 message-tags: 8191 in all) ...
 TAGS_MAX = 8191
+#: ... and a client's (4094 bytes of tags, with the C{@} and the space).
+CLIENT_TAGS_MAX = 4096
 
 _NUMERICS = dict(symbolic_to_numeric)
 _NUMERICS.update(
