@@ -295,6 +295,11 @@ class ConformanceTests(GatewayTestCase):
         (line,) = alice.lines()
         self.assertRegex(line, r"^@msgid=p-[^ ]+ :alice!alice@chatsvc PRIVMSG bob :hi$")
 
+    def test_operAndWhowas(self) -> None:
+        alice = self.register("alice")
+        alice.send("OPER a b", "OPER", "WHOWAS bob", "WHOWAS")
+        self.assertEqual(numerics(alice.lines()), ["491", "461", "406", "369", "431"])
+
     def test_serverName(self) -> None:
         self.irc.serverName = "My.Little.Server"
         alice = self.register("alice")

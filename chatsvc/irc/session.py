@@ -820,6 +820,21 @@ class IRCSession:
 
     irc_INVITE = irc_KICK
 
+    def irc_OPER(self, params: list) -> None:
+        if self._needs(params, 2, "OPER"):
+            self.numeric("ERR_NOOPERHOST", "There are no operators here")
+
+    def irc_WHOWAS(self, params: list) -> None:
+        """
+        Nobody's past is kept: every nick was never here.
+        """
+        if not params or not params[0]:
+            self.numeric("ERR_NONICKNAMEGIVEN", "No nickname given")
+            return
+        nick = params[0].split(",")[0]
+        self.numeric("ERR_WASNOSUCHNICK", nick, "There was no such nickname")
+        self.numeric("RPL_ENDOFWHOWAS", nick, "End of WHOWAS")
+
     # -- talking -------------------------------------------------------
 
     def irc_PRIVMSG(self, params: list, notice: bool = False) -> None:
