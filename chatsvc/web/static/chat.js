@@ -16,9 +16,11 @@
   /* Reconnect delays: doubled from the first, never above the cap. */
   var RETRY_FIRST_MS = 250;
   var RETRY_MAX_MS = 4000;
-  /* A name still held by our own dead session: try again this often. */
+  /* A name still held by our own dead session (a connection the server
+   * has not seen go: it pings a quiet browser and gives up within a
+   * minute): the same name again this often, for this long. */
   var REUSE_RETRY_MS = 1000;
-  var REUSE_RETRIES = 30;
+  var REUSE_RETRIES = 90;
   var HISTORY_ON_ENTER = 50;
   var HISTORY_ON_RECONNECT = 200;
 
@@ -293,6 +295,9 @@
       if (msg.type === "reuse" && state.reuseTries < REUSE_RETRIES) {
         /* Our old session has not gone yet: the same name, shortly. */
         state.reuseTries += 1;
+        if (state.reuseTries === 1) {
+          systemLine("waiting for the old session of " + state.me + " to end…");
+        }
         window.clearTimeout(state.retryTimer);
         state.retryTimer = window.setTimeout(function () { send(loginLine()); }, REUSE_RETRY_MS);
         return;
@@ -603,6 +608,11 @@
       return;
     }
     if (!msg || typeof msg !== "object") { return; }
+    /* The JSON rendering sends a taken name and a full server as errors
+     * with that code (the text rendering as "reuse:" and "full:"). */
+    if (msg.type === "error" && (msg.code === "reuse" || msg.code === "full")) {
+      msg.type = msg.code;
+    }
     var handler = handlers[msg.type];
     if (handler) {
       handler(msg);
