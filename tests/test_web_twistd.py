@@ -90,7 +90,9 @@ class WebGatewayProcessTests(TestCase):
         client = await withDeadline(connectProtocol(endpoint, LineClient()), "TLS connect")
         client.transport.write(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")
         await client.waitClosed()
-        self.assertTrue(bytes(client.received).startswith(b"HTTP/1.0 200 OK"), bytes(client.received)[:200])
+        self.assertTrue(
+            bytes(client.received).startswith(b"HTTP/1.0 200 OK"), bytes(client.received)[:200]
+        )
 
     async def test_badFlags(self) -> None:
         for args, flag in (
