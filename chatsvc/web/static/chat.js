@@ -77,6 +77,7 @@
     logs: Object.create(null),  /* room -> log element */
     topics: Object.create(null),
     privates: Object.create(null),  /* lowercased name -> view */
+    roomList: [],         /* the rooms, as the last /rooms said */
     roomUnread: 0,
     shown: "room"         /* "room" or a key of privates */
   };
@@ -381,6 +382,19 @@
       }
       ui.members.appendChild(item);
     });
+    countInRoomList(sorted.length);
+  }
+
+  /* The rooms list is as old as its last refresh, except for the count
+   * of the room we are in, which we see change. */
+  function countInRoomList(count) {
+    var buttons = ui.rooms.querySelectorAll("button.room");
+    for (var i = 0; i < buttons.length; i++) {
+      if (state.room && key(buttons[i].dataset.room) === key(state.room)) {
+        buttons[i].querySelector(".count").textContent = String(count);
+        buttons[i].setAttribute("aria-label", "#" + state.room + ", " + count + " in it");
+      }
+    }
   }
 
   function renderRooms(rooms) {
