@@ -52,6 +52,9 @@ MODULES = (
     "chatsvc.net.output",
     "chatsvc.net.ratelimit",
     "chatsvc.net.text",
+    "chatsvc.web.socket",
+    "chatsvc.irc.session",
+    "chatsvc.irc.protocol",
 )
 
 
