@@ -2,8 +2,9 @@
 A trivial server that measures the load generator itself.
 
 It logs clients in the cheapest way that satisfies the generator's
-drivers (native: C{success:}; IRC: 001, 381, MODE, 366), then, in the
-default C{--mode blast}, does nothing but:
+drivers (native: C{success:}; IRC: 001, 381, MODE, 366; WebSocket: the
+101 upgrade, then a C{success} object), then, in the default
+C{--mode blast}, does nothing but:
 
   - read and discard what clients send (so senders run as fast as the
     generator can produce);
@@ -25,24 +26,45 @@ parsing beyond finding the text) to every other client.  Its latency is
 the floor that the generator, the kernel and the machine's load leave
 for any server's latency figures.
 
-Usage: python -m benchmarks.blaster --port PORT --protocol line|irc [--mode relay]
+For C{ws} the lines are JSON message objects as the web gateway writes
+them, each in an unmasked text frame; the sender field of a block is
+zero-padded so that every block's frames have the same lengths.  Like the
+gateway's JSON, relay mode sends a message to its sender too.
+
+Usage: python -m benchmarks.blaster --port PORT --protocol line|irc|ws [--mode relay]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import selectors
 import socket
 import sys
 import time
 
-from benchmarks.wire import MARK, messageText
+from benchmarks.wire import MARK, messageText, wsAccept, wsFrames, wsHeader
 
 SEND_SIZE = 256 * 1024
 
 
+#: A message object as the web gateway writes it (its JSON rendering).
+WS_MESSAGE = (
+    '{{"type":"message","ts":"2026-12-04T10:00:00.000000Z","room":"r0",'
+    '"from":"{sender}","text":"{text}","id":{id}}}'
+)
+
+
+def wsMessage(sender: str, text: str, ident: int) -> bytes:
+    """
+    One message object in a server's (unmasked) text frame.
+    """
+    payload = WS_MESSAGE.format(sender=sender, text=text, id=ident).encode()
+    return wsHeader(0x1, len(payload)) + payload
+
+
 class Client:
-    __slots__ = ("sock", "inbuf", "ready", "block", "offset", "nick", "pending")
+    __slots__ = ("sock", "inbuf", "ready", "block", "offset", "nick", "pending", "upgraded")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
@@ -52,6 +74,7 @@ class Client:
         self.offset = 0
         self.nick = b"*"
         self.pending = b""
+        self.upgraded = False
 
 
 class Blaster:
@@ -68,9 +91,14 @@ class Blaster:
         eol = "\r\n" if protocol == "irc" else "\n"
         prefix = ":c999999!c@127.0.0.1 PRIVMSG #r0 :" if protocol == "irc" else ""
         # One template block; each block differs only in its sender field.
-        self.template = "".join(
-            f"{prefix}{messageText(999999, k, 0)}{eol}" for k in range(block)
-        ).encode()
+        if protocol == "ws":
+            self.template = b"".join(
+                wsMessage("c999999", messageText(999999, k, 0), k) for k in range(block)
+            )
+        else:
+            self.template = "".join(
+                f"{prefix}{messageText(999999, k, 0)}{eol}" for k in range(block)
+            ).encode()
         if protocol == "irc":
             self.relayPrefix = b":relay!r@127.0.0.1 PRIVMSG #r0 :"
         else:
@@ -87,7 +115,8 @@ class Blaster:
                     return None
                 self.maxBlock = b
                 self.blocks.pop(b - 64, None)
-            data = self.template.replace(b"999999:", b"%d:" % b)
+            # Zero-padded: the same length for every block (frame lengths).
+            data = self.template.replace(b"999999:", b"%06d:" % b)
             if b > self.maxBlock - 64:
                 self.blocks[b] = data
         return data
@@ -116,14 +145,14 @@ class Blaster:
         if not data:
             self.drop(client)
             return
+        if self.protocol == "ws":
+            self.readWS(client, data)
+            return
         if self.relay:
             self.forward(client, data)
             return
         if not self.started and MARK in data:
-            self.started = time.monotonic()
-            for other in self.clients.values():
-                if other.ready:
-                    self.sel.modify(other.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, other)
+            self.start()
         if client.ready:
             return
         buf = client.inbuf + data
@@ -133,6 +162,59 @@ class Blaster:
             reply = self.answer(client, line.rstrip(b"\r"))
             if reply:
                 client.sock.sendall(reply)
+
+    def readWS(self, client: Client, data: bytes) -> None:
+        """
+        WebSocket: answer the upgrade and the login; then, blasting, the
+        first message starts the flood and the rest is discarded; in
+        relay mode each message goes on to everyone, its sender too.
+        """
+        if client.ready and not self.relay:
+            if not self.started:
+                self.start()
+            return
+        buf = client.inbuf + data
+        if not client.upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                client.inbuf = buf[-65536:]
+                return
+            key = b""
+            for line in buf[:end].split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"sec-websocket-key":
+                    key = value.strip()
+            client.sock.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + wsAccept(key) + b"\r\n\r\n"
+            )
+            client.upgraded = True
+            buf = buf[end + 4 :]
+        frames, client.inbuf = wsFrames(buf)
+        for opcode, payload in frames:
+            if opcode != 0x1:
+                continue
+            if not client.ready:
+                client.ready = True
+                ok = b'{"type":"success","text":"logged in"}'
+                client.sock.sendall(wsHeader(0x1, len(ok)) + ok)
+            elif self.relay:
+                text = json.dumps(payload.decode())[1:-1]
+                out = wsMessage("relay", text, 0)
+                for other in list(self.clients.values()):
+                    if other.ready:
+                        self.push(other, out)
+            elif not self.started:
+                self.start()
+
+    def start(self) -> None:
+        """
+        Blasting: the first message has come; flood every client.
+        """
+        self.started = time.monotonic()
+        for other in self.clients.values():
+            if other.ready:
+                self.sel.modify(other.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, other)
 
     def forward(self, client: Client, data: bytes) -> None:
         """
@@ -247,7 +329,7 @@ class Blaster:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--protocol", choices=("line", "irc"), default="line")
+    parser.add_argument("--protocol", choices=("line", "irc", "ws"), default="line")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of blasting")
     parser.add_argument("--block", type=int, default=1000, help="messages per pre-encoded block")
     parser.add_argument("--mode", choices=("blast", "relay"), default="blast")

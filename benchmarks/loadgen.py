@@ -54,7 +54,8 @@ class Plan:
     """
     Everything a run needs to know; picklable, one copy per worker.
 
-    @ivar protocol: C{line} (chatsvc's native protocol) or C{irc}.
+    @ivar protocol: C{line} (chatsvc's native protocol), C{irc} or C{ws}
+        (the chat's web gateway, L{benchmarks.wire.WebSocketDriver}).
     @ivar port: the server's port on C{host}.
     @ivar clients: how many clients in all.
     @ivar roomSize: clients per room (client i is in room C{i // roomSize}).
@@ -74,6 +75,8 @@ class Plan:
         window, at least two (each watches the other's messages).
     @ivar sources: local addresses to spread clients over (many clients
         need more than one address's ephemeral ports); empty for default.
+    @ivar echo: whether senders get their own messages too (the web
+        gateway's JSON): a message to a room of N is then N deliveries.
     """
 
     protocol: str
@@ -93,6 +96,7 @@ class Plan:
     concurrency: int = 200
     connectTimeout: float = 120.0
     recvSize: int = 262144
+    echo: bool = False
 
     def room(self, index: int) -> str:
         size = self.roomSize or self.clients
@@ -102,6 +106,12 @@ class Plan:
         size = self.roomSize or self.clients
         first = (index // size) * size
         return min(size, self.clients - first)
+
+    def perMessage(self, index: int = 0) -> int:
+        """
+        Deliveries of one message to the room of client C{index}.
+        """
+        return self.roomMembers(index) - (0 if self.echo else 1)
 
 
 def sliceFor(plan: Plan, worker: int, workers: int) -> list[int]:
@@ -214,7 +224,11 @@ class Worker:
     def __init__(self, plan: Plan, worker: int, workers: int, pipe) -> None:
         self.plan = plan
         self.pipe = pipe
-        self.driver = makeDriver(plan.protocol, plan.password, plan.oper)
+        self.driver = makeDriver(
+            plan.protocol, plan.password, plan.oper, f"{plan.host}:{plan.port}"
+        )
+        self.pingMark = self.driver.pingMark
+        self.end = self.driver.end
         self.sel = selectors.DefaultSelector()
         self.result = WorkerResult(worker)
         indices = sliceFor(plan, worker, workers)
@@ -303,9 +317,7 @@ class Worker:
         self.result.ready += 1
 
     def _loginRead(self, conn: Conn, data: bytes) -> None:
-        buf = conn.inbuf + data
-        lines = buf.split(b"\n")
-        conn.inbuf = lines.pop()
+        lines, conn.inbuf = self.driver.split(conn.inbuf + data)
         for line in lines:
             answer = self.driver.pong(line)
             if answer:
@@ -320,8 +332,6 @@ class Worker:
             elif command in self.driver.failures:
                 self._fail(conn, line.decode("utf-8", "replace").strip()[:200])
                 return
-        if len(conn.inbuf) > 65536:
-            conn.inbuf = conn.inbuf[-4096:]
 
     def _startConnecting(self) -> None:
         while self.pending and self.handshaking < self.plan.concurrency:
@@ -349,12 +359,11 @@ class Worker:
             n += 1
         conn.lastByte = data[-1]
         conn.delivered += n
-        if b"PING" in data:
-            for line in (conn.tail + data).split(b"\n")[:-1]:
-                answer = self.driver.pong(line)
-                if answer:
-                    conn.out += answer
-                    self._wantWrite(conn)
+        if self.pingMark in data:
+            answer = self.driver.answers(conn.tail, data)
+            if answer:
+                conn.out += answer
+                self._wantWrite(conn)
         if conn.verify:
             self._verify(conn, data)
         else:
@@ -362,7 +371,7 @@ class Worker:
 
     def _verify(self, conn: Conn, data: bytes) -> None:
         buf = conn.tail + data if conn.tail else data
-        end = buf.rfind(b"\n") + 1
+        end = buf.rfind(self.end) + 1
         conn.tail = buf[end:]
         found = MESSAGE_RE.findall(buf, 0, end)
         if not found:
@@ -475,7 +484,8 @@ class Worker:
         Messages that have wholly left for the server: queued ones that
         are still (even partly) in our buffer do not count.
         """
-        return self.result.sent - sum(c.out.count(b"\n") for c in self.senders)
+        boundary = self.driver.boundary
+        return self.result.sent - sum(c.out.count(boundary) for c in self.senders)
 
     def _mark(self, name: str) -> None:
         r = self.result
@@ -555,7 +565,8 @@ class Worker:
         r = self.result
         r.delivered = sum(c.delivered for c in self.conns)
         r.sent = self._sentNow()
-        r.sentBySender = {c.index: c.seq - c.out.count(b"\n") for c in self.senders}
+        boundary = self.driver.boundary
+        r.sentBySender = {c.index: c.seq - c.out.count(boundary) for c in self.senders}
         r.latencyStride = self.sampleEvery
         for conn in self.conns:
             if conn.verify and conn.state == "ready":
@@ -750,7 +761,7 @@ def _runWindow(
         out["cpu"] = warm.share(end)
         out["machineCores"] = warm.machineShare(end)
         out["rssEnd"] = rssKiB(serverPid)
-    perMessage = plan.roomMembers(0) - 1
+    perMessage = plan.perMessage(0)
     drainStart = _NOW()
     last = -1
     lastChange = drainStart

@@ -34,6 +34,7 @@ import statistics
 from dataclasses import dataclass
 
 from benchmarks.loadgen import Plan, Timing
+from benchmarks.wire import echoes, maxWindow
 
 #: Messages in flight (sent, not yet seen by a receiver) for all flat-out
 #: senders together.
@@ -77,6 +78,7 @@ class Scenario:
         window = max(MIN_WINDOW, FLIGHT // self.senders) if self.mode == "flat" else 0
         if self.family == "ceiling":
             window = 0  # the blaster relays nothing: no message is ever seen
+        window = maxWindow(server.protocol, window)
         verify = 2 if self.mode == "flat" else -1
         if self.family == "idle":
             verify = 0
@@ -95,6 +97,7 @@ class Scenario:
             sources=SOURCES if self.clients >= SPREAD_FROM else (),
             concurrency=CONNECTING,
             connectTimeout=180.0,
+            echo=echoes(server.protocol),
         )
 
 
@@ -184,11 +187,12 @@ def summarize(scenario: Scenario, raw: dict, window: float, relay: bool = True) 
     if closes:
         out["close_reasons"] = closes
     if relay:
+        echo = plan.get("echo", False)
         members = plan["clients"]
-        expected = sent * (members - 1)
+        expected = sent * (members if echo else members - 1)
         out["expected"] = expected
         out["delivered_fraction"] = round(delivered / expected, 6) if expected else None
-        out.update(_verified(results))
+        out.update(_verified(results, echo))
     if "cpu" in raw:
         out["server_cpu"] = round(raw["cpu"], 3)
         out["machine_cores"] = round(raw["machineCores"], 3)
@@ -209,11 +213,12 @@ def summarize(scenario: Scenario, raw: dict, window: float, relay: bool = True) 
     return out
 
 
-def _verified(results) -> dict:
+def _verified(results, echo: bool = False) -> dict:
     """
     What the verifying receivers saw: messages missing from the middle of
     a stream (gaps), ones that came again or out of order (backwards),
-    and how many of the expected messages they got.
+    and how many of the expected messages they got (their own too if the
+    server C{echo}es them).
     """
     sentBy: dict[int, int] = {}
     for r in results:
@@ -222,7 +227,7 @@ def _verified(results) -> dict:
     expected = got = 0
     for r in results:
         for index, unique in r.verifiedReceivers:
-            expected += totalSent - sentBy.get(index, 0)
+            expected += totalSent - (0 if echo else sentBy.get(index, 0))
             got += unique
     return {
         "verified_receivers": sum(r.verified for r in results),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 NOTES_START = "<!-- NOTES: kept when the report is regenerated -->"
 NOTES_END = "<!-- /NOTES -->"
-ORDER = ["chatsvc", "chatsvc-irc", "ngircd", "miniircd", "words"]
+ORDER = ["chatsvc", "chatsvc-irc", "chatsvc-web", "ngircd", "miniircd", "words"]
 YARDSTICK = "ngircd"
 #: chatsvc's IRC gateway: compared with the yardstick as well, since the
 #: gateway is held to the ratios to ngircd that the line protocol reaches.
@@ -296,7 +296,7 @@ def generatorBound(session: Session) -> str:
             v = session.median(scenario, server, "deliveries_per_s")
             if v:
                 ceilings[(proto, n)] = v
-    protocols = {"chatsvc": "line"}
+    protocols = {"chatsvc": "line", "chatsvc-web": "ws"}
     for scenario in session.scenarios("fanout") + session.scenarios("latency"):
         n = int(scenario.rsplit("-", 1)[1])
         for server in session.servers():

@@ -46,7 +46,8 @@ def parseArgs(argv: list[str] | None) -> argparse.Namespace:
         "--server",
         default=",".join(CHATSVC + PEERS),
         help="comma-separated: chatsvc (line protocol), chatsvc-irc (its IRC gateway), "
-        "ngircd, miniircd, words (default: all)",
+        "chatsvc-web (its web gateway, over a WebSocket), ngircd, miniircd, words "
+        "(default: all)",
     )
     p.add_argument(
         "--metric",

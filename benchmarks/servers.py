@@ -40,9 +40,10 @@ MINIIRCD = PEERS_DIR / "miniircd/bin/miniircd"
 #: the chatsvc installed in the venv (the work tree, as it is right now).
 PINNED: dict = {}
 
-#: chatsvc as measured: its native line protocol, and its IRC gateway
-#: (C{--irc}), which the generator drives like any IRC server.
-CHATSVC = ["chatsvc", "chatsvc-irc"]
+#: chatsvc as measured: its native line protocol, its IRC gateway
+#: (C{--irc}), which the generator drives like any IRC server, and its
+#: web gateway (C{--web}), driven over a WebSocket like a browser.
+CHATSVC = ["chatsvc", "chatsvc-irc", "chatsvc-web"]
 
 #: The password every IRC client of the generator uses where one is needed.
 PASSWORD = "bench"
@@ -116,7 +117,8 @@ class Server:
     One kind of server.
 
     @ivar name: as in results and C{--server}.
-    @ivar protocol: what the generator speaks to it (C{line} or C{irc}).
+    @ivar protocol: what the generator speaks to it (C{line}, C{irc} or
+        C{ws}).
     @ivar oper: IRC operator login and modes for senders, or L{None}.
     @ivar password: sent with PASS, or L{None}.
     @ivar relay: false for the blaster, which relays nothing.
@@ -162,10 +164,11 @@ class Server:
         py = str(VENV / "bin/python")
         if self.isChatsvc:
             listen = f"tcp:{port}:interface=127.0.0.1"
-            if self.protocol == "irc":
-                # The IRC gateway on PORT; the line port, unused, on any
-                # free port of loopback (port 0: no second port to pick).
-                listens = ["--port", "tcp:0:interface=127.0.0.1", "--irc", listen]
+            if self.protocol in ("irc", "ws"):
+                # The gateway on PORT; the line port, unused, on any free
+                # port of loopback (port 0: no second port to pick).
+                gateway = "--irc" if self.protocol == "irc" else "--web"
+                listens = ["--port", "tcp:0:interface=127.0.0.1", gateway, listen]
             else:
                 listens = ["--port", listen]
             args = ["-n", "--pidfile=", "chat", *listens, *CHATSVC_FLAGS]
@@ -273,6 +276,7 @@ def _gitHead() -> str:
 SERVERS = {
     "chatsvc": Server("chatsvc", "line"),
     "chatsvc-irc": Server("chatsvc-irc", "irc"),
+    "chatsvc-web": Server("chatsvc-web", "ws"),
     "ngircd": Server("ngircd", "irc", oper=("bench", PASSWORD, "+F")),
     "miniircd": Server("miniircd", "irc"),
     "words": Server("words", "irc", password=PASSWORD),
@@ -280,6 +284,8 @@ SERVERS = {
     "blaster-irc": Server("blaster-irc", "irc", relay=False),
     "relay-line": Server("relay-line", "line", extra=("--mode", "relay")),
     "relay-irc": Server("relay-irc", "irc", extra=("--mode", "relay")),
+    "blaster-ws": Server("blaster-ws", "ws", relay=False),
+    "relay-ws": Server("relay-ws", "ws", extra=("--mode", "relay")),
 }
 
 #: Peers in the order RESULTS.md shows them (ngircd is the yardstick).
