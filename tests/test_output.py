@@ -306,6 +306,39 @@ class BacklogTests(unittest.SynchronousTestCase):
         self.assertEqual(self.released, ["sender"])
         self.assertEqual(self.backlog.backedUp, 0)
 
+    def test_senderWhoseOwnOutputDrains(self) -> None:
+        """
+        A sender that waits for the backlog and is itself backed up is
+        still released when the backlog shrinks, after its own output
+        drained first (its wait was once dropped then, holding its input
+        for good).
+        """
+        self.backlog.grew("both", 600)
+        self.backlog.grew("reader", 600)
+        self.backlog.wait("both", self.release("both"))
+        self.backlog.drained("both")
+        self.assertEqual(self.released, ["both"])
+
+    def test_senderWaitsWhileOthersBackedUp(self) -> None:
+        self.backlog.grew("both", 600)
+        self.backlog.grew("reader", 1600)
+        self.backlog.wait("both", self.release("both"))
+        self.backlog.drained("both")
+        self.assertEqual(self.released, [])
+        self.backlog.drained("reader")
+        self.assertEqual(self.released, ["both"])
+
+    def test_forgetGone(self) -> None:
+        """
+        A connection that is gone no longer waits, and its output no
+        longer counts.
+        """
+        self.backlog.grew("gone", 2000)
+        self.backlog.wait("gone", self.release("gone"))
+        self.backlog.forget("gone")
+        self.assertEqual(self.released, [])
+        self.assertEqual(self.backlog.backedUp, 0)
+
     def test_releasedAfterFlush(self) -> None:
         """
         A sender held because this turn produced too much goes on after
@@ -355,7 +388,7 @@ class BacklogTests(unittest.SynchronousTestCase):
         """
         self.backlog.grew("reader", 2000)
         self.backlog.wait("sender", self.release("sender"))
-        self.backlog.drained("sender")
+        self.backlog.forget("sender")
         self.backlog.drained("reader")
         self.assertEqual(self.released, [])
 

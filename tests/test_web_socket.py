@@ -209,6 +209,21 @@ class ChatOverWebSocketTests(TestCase):
         self.assertEqual((await alice.expect(type="error", code="flood"))["type"], "error")
         await withDeadline(alice.closed, "the close")
 
+    async def test_manySmallMessagesAtOnce(self) -> None:
+        """
+        Many whole messages in one read (more bytes than one message may
+        have) are messages, not one message too big.
+        """
+        servers = Servers(self, ChatLimits(floodBurst=1000, recvQueue=1000))
+        alice = await servers.browser("alice")
+        frames = b"".join(
+            alice.transport._wsconn.send(TextMessage(f"m{n} " + "x" * 200)) for n in range(200)
+        )
+        alice.transport.transport.write(frames)
+        last = await alice.expect(type="message", id=200)
+        self.assertTrue(last["text"].startswith("m199 "))
+        self.assertFalse(alice.closed.called)
+
     async def test_shutdown(self) -> None:
         """
         The gateway's closeAll (its listener stopping) says goodbye to
@@ -297,11 +312,11 @@ class LimitTests(TestCase):
         bob = await servers.line("bob")
         sock = await self.raw(servers)
         await withDeadline(sock.accepted, "the handshake")
-        chunk = sock.ws.send(TextMessage("y" * 4096, message_finished=False))
         for _ in range(64):
             if sock.closeCode.called:
                 break
-            sock.transport.write(chunk)
+            # The first frame of a text message, then its continuations.
+            sock.transport.write(sock.ws.send(TextMessage("y" * 4096, message_finished=False)))
         self.assertEqual(await withDeadline(sock.closeCode, "the close"), 1009)
         bob.sendLine("/who")
         self.assertEqual(await bob.readText(), "info: #lobby: bob")
@@ -316,6 +331,25 @@ class LimitTests(TestCase):
         await withDeadline(ok.accepted, "the handshake")
         same = await self.raw(servers, origin=b"http://127.0.0.1")
         await withDeadline(same.accepted, "the handshake")
+
+    async def test_brokenFraming(self) -> None:
+        """
+        A client that breaks the WebSocket protocol (a new text frame in
+        the middle of a fragmented message) is closed by wsproto; the
+        server logs no error and the member leaves.
+        """
+        servers = Servers(self)
+        bob = await servers.line("bob")
+        sock = await self.raw(servers)
+        await withDeadline(sock.accepted, "the handshake")
+        sock.transport.write(sock.ws.send(TextMessage("intruder")))
+        self.assertTrue((await bob.readText()).endswith("#lobby intruder joined"))
+        chunk = sock.ws.send(TextMessage("y" * 4096, message_finished=False))
+        for _ in range(8):
+            sock.transport.write(chunk)  # the same TEXT opcode again: a protocol error
+        await withDeadline(sock.gone, "the close")
+        line = await bob.readText()
+        self.assertRegex(line, r"#lobby intruder left \((quit|closed)\)$")
 
     async def test_pingTimeout(self) -> None:
         """

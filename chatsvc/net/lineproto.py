@@ -530,7 +530,7 @@ class LineProtocol(protocol.Protocol):
         self.framer.clear()
         self._out = None
         if self.factory.backlog is not None:
-            self.factory.backlog.drained(self)
+            self.factory.backlog.forget(self)
         for timer in (self._closeTimer, self._idleTimer):
             if timer is not None and timer.active():
                 timer.cancel()

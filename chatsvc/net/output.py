@@ -155,12 +155,21 @@ class Backlog:
 
     def drained(self, connection) -> None:
         """
-        C{connection}'s transport took everything (or it is gone).
+        C{connection}'s transport took everything.  If it is also a
+        sender waiting for the backlog, it still waits (and is released
+        with the others): dropping its wait here held its input for good.
         """
         self.backedUp -= self._counted.pop(connection, 0)
         self._since.pop(connection, None)
-        self._waiting.pop(connection, None)
         self._maybeRelease()
+
+    def forget(self, connection) -> None:
+        """
+        C{connection} is gone: its output no longer counts, and it no
+        longer waits.
+        """
+        self._waiting.pop(connection, None)
+        self.drained(connection)
 
     def wait(self, connection, release) -> None:
         """

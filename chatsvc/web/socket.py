@@ -27,6 +27,7 @@ from collections import deque
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from wsproto.utilities import LocalProtocolError
 from zope.interface import implementer
 
 from chatsvc.chat import events
@@ -119,13 +120,17 @@ class WebChat:
         received = channel.dataReceived
 
         def dataReceived(data: bytes) -> None:
+            # Bytes since the last complete message (textMessageReceived
+            # resets the count): checked after the read is parsed, so a
+            # read of many small whole messages is no "message too big";
+            # a message without end is cut once it passes maxPending (by
+            # at most one read).
             self._lastSeen = self.clock.seconds()
             self._pinged = False
             self._unfinished += len(data)
-            if self._unfinished > gateway.maxPending:
-                self._tooBig()
-                return
             received(data)
+            if self._unfinished > gateway.maxPending and not self._closing:
+                self._tooBig()
 
         channel.dataReceived = dataReceived
         self._lastSeen = self.clock.seconds()
@@ -163,8 +168,7 @@ class WebChat:
             if timer is not None and timer.active():
                 timer.cancel()
         self._pingTimer = self._closeTimer = None
-        backlog = self.gateway.population.backlog
-        backlog.drained(self)
+        self.gateway.population.backlog.forget(self)
         if self.session is not None:
             self.session.connectionLost()
         if self in self.gateway.connections:
@@ -280,7 +284,11 @@ class WebChat:
         if self._transport is None:
             return
         self._transport.resumeProducing()  # read the browser's close frame
-        self.ws.loseConnection(code, reason)
+        try:
+            self.ws.loseConnection(code, reason)
+        except LocalProtocolError:
+            # wsproto closed already (the browser broke the protocol).
+            self._transport.loseConnection()
         self._closeTimer = self.clock.callLater(
             self.limits.closeGrace, self._transport.abortConnection
         )
