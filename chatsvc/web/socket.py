@@ -34,6 +34,7 @@ from chatsvc.chat import events
 from chatsvc.chat.events import JSON, SENT, TEXT
 from chatsvc.chat.session import ChatSession, IChatSink
 from chatsvc.net.oplog import peerName
+from chatsvc.net.output import isPlainTCP, sendNow
 
 log = Logger()
 
@@ -71,6 +72,10 @@ def frameHeader(length: int) -> bytes:
     return struct.pack("!BBQ", 0x81, 127, length)
 
 
+#: The headers of short frames, made once.
+_HEADERS = [bytes((0x81, n)) for n in range(126)]
+
+
 @implementer(IChatSink, IPushProducer)
 class WebChat:
     """
@@ -93,6 +98,7 @@ class WebChat:
     _paused = False
     _pausedBytes = 0
     _unfinished = 0
+    _out: list | tuple = ()
 
     def __init__(self, gateway, request) -> None:
         self.gateway = gateway
@@ -112,6 +118,9 @@ class WebChat:
     def negotiationFinished(self) -> None:
         gateway, channel = self.gateway, self.channel
         self._transport = channel.transport
+        self._direct = isPlainTCP(channel.transport)
+        self._batcher = gateway.population.batcher
+        self._out: list[bytes] = []
         # The HTTP channel's idle timeout would cut a quiet chat: the ping
         # does that job now.  Its producer slot tells us when the
         # socket's send buffer is full (pauseProducing) and empty again.
@@ -164,6 +173,7 @@ class WebChat:
     def connectionLost(self, reason=None) -> None:
         self._closing = True
         self.waiting.clear()
+        self._out = ()
         for timer in (self._pingTimer, self._closeTimer):
             if timer is not None and timer.active():
                 timer.cancel()
@@ -202,19 +212,43 @@ class WebChat:
 
     def write(self, data: bytes) -> None:
         """
-        One JSON object as one text frame.  While the socket's buffer is
+        One JSON object as one text frame, queued for this turn's flush
+        (the population's write batcher: one send per connection per
+        turn, as on the line protocol).  While the socket's buffer is
         full, what is written counts towards the send queue (past it the
         peer is cut as too slow) and the shared fan-out backlog.
         """
         if self._closing:
             return
+        size = len(data)
         if self._paused:
-            self._pausedBytes += len(data)
+            self._pausedBytes += size
             if self._pausedBytes > self.limits.sendQueue:
                 self._tooSlow()
                 return
-            self.gateway.population.backlog.grew(self, len(data))
-        self._transport.writeSequence((frameHeader(len(data)), data))
+            self.gateway.population.backlog.grew(self, size)
+        out = self._out
+        if not out:
+            self._batcher.mark(self)
+        out.append(_HEADERS[size] if size < 126 else frameHeader(size))
+        out.append(data)
+        self._batcher.pendingBytes += size
+
+    def flushOutput(self) -> None:
+        """
+        Send what this turn's writes queued (the batcher calls this).
+        """
+        out = self._out
+        if not out or self._transport is None:
+            return
+        data = b"".join(out)
+        out.clear()
+        if getattr(self._transport, "disconnected", False):
+            return
+        if self._direct:
+            sendNow(self._transport, data)
+        else:
+            self._transport.write(data)
 
     def holdInput(self, reason: str) -> None:
         if not self.holds and not self._closing:
@@ -283,6 +317,7 @@ class WebChat:
         self.waiting.clear()
         if self._transport is None:
             return
+        self.flushOutput()  # the last lines go before the close frame
         self._transport.resumeProducing()  # read the browser's close frame
         try:
             self.ws.loseConnection(code, reason)
@@ -298,6 +333,7 @@ class WebChat:
         Drop the connection now.
         """
         self._closing = True
+        self._out = ()
         if self._transport is not None:
             self._transport.abortConnection()
 
@@ -305,6 +341,7 @@ class WebChat:
         self._logCut("too-slow", f"send queue over {self.limits.sendQueue} bytes")
         self.session.leaveReason = "too slow"
         self._closing = True
+        self._out = ()
         self._transport.abortConnection()
 
     def _pingCheck(self) -> None:
