@@ -281,8 +281,9 @@ class WebChat:
 
     def deliver(self, event: events.Event) -> None:
         """
-        The hub's fan-out for this browser (L{ChatSession.deliver}, the
-        write inlined): everything, its own messages included, in JSON.
+        The hub's fan-out for this browser (L{ChatSession.deliver} with
+        L{write} inlined: this runs once per recipient of every event):
+        everything, its own messages included, in JSON.
         """
         session = self.session
         origin = event.origin
@@ -290,7 +291,17 @@ class WebChat:
             session.deliverOwn(event)
             return
         key = session._rendering
-        self.write(event.rendered.get(key) or event.encoded(key))
+        data = event.rendered.get(key) or event.encoded(key)
+        if self._paused or self._closing:
+            self.write(data)
+            return
+        out = self._out
+        if not out:
+            self._batcher.mark(self)
+        size = len(data)
+        out.append(_HEADERS[size] if size < 126 else frameHeader(size))
+        out.append(data)
+        self._batcher.pendingBytes += size
 
     # -- output back-pressure (IPushProducer, via the HTTP channel) -------
 
