@@ -321,6 +321,28 @@ class LimitTests(TestCase):
         bob.sendLine("/who")
         self.assertEqual(await bob.readText(), "info: #lobby: bob")
 
+    async def test_fragmentedMessageIsOneMessage(self) -> None:
+        """
+        A text message in several frames (as a client may send a long one)
+        is one chat message, not one per frame.  Twisted before 26.10
+        handed each frame over as a message of its own, which is why
+        C{setup.cfg} asks for 26.10.
+        """
+        servers = Servers(self)
+        bob = await servers.line("bob")
+        sock = await self.raw(servers)
+        await withDeadline(sock.accepted, "the handshake")
+        sock.transport.write(sock.ws.send(TextMessage("alice")))
+        self.assertTrue((await bob.readText()).endswith("#lobby alice joined"))
+        sock.transport.write(
+            sock.ws.send(TextMessage("hello ", message_finished=False))
+            + sock.ws.send(TextMessage("in three ", message_finished=False))
+            + sock.ws.send(TextMessage("frames", message_finished=True))
+        )
+        self.assertTrue((await bob.readText()).endswith("#lobby alice: hello in three frames"))
+        bob.sendLine("/who")
+        self.assertEqual(await bob.readText(), "info: #lobby: bob, alice")
+
     async def test_foreignOrigin(self) -> None:
         servers = Servers(self, origins=("https://friend.example",))
         sock = await self.raw(servers, origin=b"https://evil.example")

@@ -22,8 +22,9 @@ the public path instead of breaking: L{supportsDirectSend} says no, so
 every write goes through C{transport.write} (slower, still correct);
 L{forgetExitSignal} does nothing, so the exit status is 143 again.
 
-Tested with Twisted 25.5 to 26.10 (the oldest that C{setup.cfg} allows
-and the newest released), on CPython 3.10 to 3.13 (C{noxfile.py}).
+Tested with Twisted 26.10 (the oldest that C{setup.cfg} allows and the
+newest released) on CPython 3.10 to 3.13 (C{noxfile.py}), and earlier
+with 25.5, the floor before the web gateway.
 C{tests/test_twistedcompat.py} checks each attribute on a real loopback
 connection and a real reactor, and fails loudly as soon as a Twisted
 release changes one, rather than letting the silent fallback hide it.
