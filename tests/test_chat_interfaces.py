@@ -15,7 +15,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyClass, verifyObject
 
 from chatsvc.chat.history import SQLiteHistory
-from chatsvc.chat.interfaces import IBus, IChatState, IHistory, IListener
+from chatsvc.chat.interfaces import IBatchedListener, IBus, IChatState, IHistory, IListener
 from chatsvc.chat.rooms import LocalBus
 from chatsvc.chat.state import LocalState
 from chatsvc.testing import (
@@ -46,6 +46,18 @@ class InterfaceTests(unittest.SynchronousTestCase):
 
     def test_listener(self) -> None:
         self.check(IListener, FakeListener())
+
+    def test_batchedListeners(self) -> None:
+        """
+        The adapters whose output a write batcher sends let the room
+        fan-out append to it (L{chatsvc.chat.fanout}).
+        """
+        from chatsvc.chat.lines import ChatLineProtocol
+        from chatsvc.irc.protocol import IRCConnection
+        from chatsvc.web.socket import WebChat
+
+        for cls in (ChatLineProtocol, IRCConnection, WebChat):
+            self.assertTrue(verifyClass(IBatchedListener, cls), cls)
 
     def test_recordingStateRecords(self) -> None:
         """

@@ -220,6 +220,7 @@ class LimitEventTests(unittest.SynchronousTestCase):
         slow.send("slow")
         slow.proto.pauseProducing()
         alice.send(*["x" * 100] * 30)
+        factory.batcher.flush()  # the end of the turn: the send queue is counted
         slow.lost()
         cut = self.capture.only("cut")
         self.assertEqual((cut["reason"], cut["peer"]), ("too-slow", "198.51.100.8:2"))

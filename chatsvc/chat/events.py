@@ -23,6 +23,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
+from operator import methodcaller
 from typing import NamedTuple
 
 TEXT = "text"
@@ -189,6 +190,14 @@ class Rendering(NamedTuple):
 #: rendering, e.g. C{register("json-frame", RENDERINGS["json"].render,
 #: b"")}.
 RENDERINGS: dict[str, Rendering] = {}
+
+
+def encoder(fmt: str):
+    """
+    A callable that gives an event's bytes in format C{fmt}
+    (L{Event.encoded}), as the room fan-out asks once per group.
+    """
+    return methodcaller("encoded", fmt)
 
 
 def register(name: str, render, ending: bytes = b"\n") -> None:

@@ -5,7 +5,9 @@ The L{Hub<chatsvc.chat.rooms.Hub>} is the domain; everything it does not
 decide alone goes through one of these:
 
   - L{IListener}: an adapter's object for one member, which takes the
-    events that member should see;
+    events that member should see (L{IBatchedListener}: one that also
+    lets the room fan-out append to its output without a call per
+    message);
   - L{IBus}: the fan-out, which carries every event to every node (one
     node: a direct call);
   - L{IChatState}: what a cluster must agree on: names, who is in which
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from zope.interface import Interface
 
-__all__ = ["IBus", "IChatState", "IHistory", "IListener"]
+__all__ = ["IBatchedListener", "IBus", "IChatState", "IHistory", "IListener"]
 
 
 class IListener(Interface):
@@ -38,6 +40,38 @@ class IListener(Interface):
         hot path of the server, so do little (write the event's shared
         rendering, C{event.rendered.get(name) or event.encoded(name)}).
         Must not raise.
+        """
+
+
+class IBatchedListener(IListener):
+    """
+    A listener whose output goes through a write batcher
+    (L{chatsvc.net.output.WriteBatcher}): the Hub may then hand it the
+    room messages of others (C{message}, C{action}) by appending their
+    rendering to its buffer of this turn, grouped with every member
+    reading the same bytes (L{chatsvc.chat.fanout}), instead of calling
+    L{deliver}.  Its own messages and every other event still come
+    through L{deliver}.  When what C{fanout} returns would change (a
+    format or capability changes), the adapter calls
+    L{Hub.renderingChanged<chatsvc.chat.rooms.Hub.renderingChanged>}.
+    """
+
+    def fanout():
+        """
+        How room messages reach this listener, asked when a room's
+        members change: C{(batcher, key, buffer, render)}: the batcher
+        whose flush calls C{flushOutput()}; a key equal for every member
+        reading the same bytes; the list this turn's output is appended
+        to (the very list the listener's own writes go to, so that the
+        order of events holds); and C{render(event) -> bytes}.  Or
+        L{None}: deliver to this one by L{deliver}.
+        """
+
+    def flushOutput():
+        """
+        Send this turn's buffer (called by the batcher).  Counts what the
+        peer is not taking (send queue, backlog), and drops what was
+        appended once the listener decided to close.
         """
 
 

@@ -15,7 +15,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from chatsvc.chat import events
-from chatsvc.chat.events import JSON, TEXT
+from chatsvc.chat.events import JSON, TEXT, encoder
+from chatsvc.chat.interfaces import IBatchedListener
 from chatsvc.chat.rooms import Hub
 from chatsvc.chat.session import (
     DEFAULT_ROOM,
@@ -36,7 +37,7 @@ log = Logger()
 _TLS_HANDSHAKE = 0x16
 
 
-@implementer(IChatSink)
+@implementer(IChatSink, IBatchedListener)
 class ChatLineProtocol(LineProtocol):
     """
     One connection speaking the native line protocol: the sink of one
@@ -89,6 +90,15 @@ class ChatLineProtocol(LineProtocol):
             self._batcher.pendingBytes += len(data)
         else:
             self.write(data)
+
+    def fanout(self):
+        """
+        L{IBatchedListener}: room messages from others are this
+        session's rendering, appended to this turn's buffer.
+        """
+        if self._out is None or self.disconnecting:
+            return None
+        return self._batcher, self.session._rendering, self._out, encoder(self.session._rendering)
 
     # -- input --------------------------------------------------------------
 

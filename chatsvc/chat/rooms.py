@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from chatsvc.chat import events
 from chatsvc.chat.events import PRIVATE, Event
+from chatsvc.chat.fanout import RoomFanout
 from chatsvc.chat.interfaces import IBus
 from chatsvc.chat.names import InvalidName, checkName, checkRoom, nameKey, nameKeys, roomKey
 from chatsvc.chat.state import LocalState
@@ -60,6 +61,10 @@ TOPIC_MAX = 300
 #: is shown as U+238B too, so relayed text has one picture of ESC and
 #: never the bytes E2 90 9B.
 SHOWN_ESC = "\u238b"
+
+#: Events every member of a room reads alike but for their sender: the
+#: grouped fan-out's (L{RoomFanout}); the rest go member by member.
+_ROOM_TALK = frozenset({events.MESSAGE, events.ACTION})
 
 
 def harmless(text: str) -> str:
@@ -135,15 +140,18 @@ class Room:
     @ivar targets: the bound C{deliver} of every local member, made on
         the first delivery after a change of members and shared by every
         delivery until the next (L{None}: to be made).
+    @ivar fanout: the same members grouped by what they read, for room
+        messages (L{RoomFanout}), made and shared likewise.
     """
 
-    __slots__ = ("name", "key", "members", "targets", "recent")
+    __slots__ = ("name", "key", "members", "targets", "fanout", "recent")
 
     def __init__(self, name: str, historyLimit: int) -> None:
         self.name = name
         self.key = roomKey(name)
         self.members: dict[Member, None] = {}
         self.targets: tuple | None = None
+        self.fanout: RoomFanout | None = None
         self.recent: deque[Event] = deque(maxlen=historyLimit)
 
     def names(self) -> list[str]:
@@ -257,6 +265,15 @@ class Hub:
                 Event(events.RENAME, room.name, oldName, target=newName, ts=now, origin=member.id)
             )
 
+    def renderingChanged(self, member: Member) -> None:
+        """
+        C{member} now reads other bytes (a format or capability changed):
+        its rooms regroup their fan-out (L{RoomFanout}) at the next
+        message.
+        """
+        for room in member.rooms.values():
+            room.fanout = None
+
     def find(self, name: str) -> Member | None:
         """
         The member of this node called C{name} (by its key), or L{None}.
@@ -296,7 +313,7 @@ class Hub:
         shown = self.state.enter(key, name, member.id)
         room = self._localRoom(key, shown)
         room.members[member] = None
-        room.targets = None
+        room.targets = room.fanout = None
         member.rooms[key] = room
         self._publish(
             Event(events.JOIN, room.name, member.name, ts=self.clock.seconds(), origin=member.id)
@@ -328,7 +345,7 @@ class Hub:
         """
         if room.members.pop(member, False) is False:
             return False
-        room.targets = None
+        room.targets = room.fanout = None
         del member.rooms[room.key]
         self.state.leave(room.key, member.id)
         return True
@@ -489,6 +506,13 @@ class Hub:
             return
         room = self.rooms.get(roomKey(event.room))
         if room is None:
+            return
+        if event.kind in _ROOM_TALK:
+            # No Python per recipient (chatsvc.chat.fanout).
+            fanout = room.fanout
+            if fanout is None:
+                fanout = room.fanout = RoomFanout(room.members)
+            fanout.deliver(event)
             return
         targets = room.targets
         if targets is None:

@@ -241,6 +241,8 @@ class ChatSession:
         self._own()
         self._rendering = self._renderings[fmt]
         self._sent = self._renderings.get(events.SENT, events.SENT)
+        if self.member is not None:
+            self.hub.renderingChanged(self.member)
 
     # -- operator log (chatsvc.net.oplog; never per message) ----------------
 

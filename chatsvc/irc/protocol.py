@@ -20,8 +20,11 @@ import time
 
 from twisted.internet import task
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from chatsvc.chat import events
+from chatsvc.chat.events import encoder
+from chatsvc.chat.interfaces import IBatchedListener
 from chatsvc.chat.lines import ChatLimits
 from chatsvc.chat.session import Population
 from chatsvc.irc.session import ROOM_TALK, IRCSession
@@ -37,6 +40,7 @@ _TLS_HANDSHAKE = 0x16
 SERVER_NAME = "chatsvc"
 
 
+@implementer(IBatchedListener)
 class IRCConnection(LineProtocol):
     """
     One IRC client's connection: the sink of its L{IRCSession}, and the
@@ -77,6 +81,16 @@ class IRCConnection(LineProtocol):
                 self.write(data)
         else:
             session.deliverOther(event)
+
+    def fanout(self):
+        """
+        L{IBatchedListener}: room messages from others are the session's
+        rendering (by capabilities), appended to this turn's buffer.
+        """
+        if self._out is None or self.disconnecting:
+            return None
+        key = self.session.rendering
+        return self._batcher, key, self._out, encoder(key)
 
     # -- input ---------------------------------------------------------
 

@@ -312,6 +312,8 @@ class IRCSession:
         caps = self.caps
         self.rendering = render.RENDERINGS[("server-time" in caps, "message-tags" in caps)]
         self._echo = "echo-message" in caps
+        if self.member is not None:
+            self.hub.renderingChanged(self.member)
 
     def irc_PASS(self, params: list) -> None:
         if self.member is not None:

@@ -221,6 +221,7 @@ class LineProtocol(protocol.Protocol):
     _handling = False
     _inputEnded = False
     _outputPaused = False
+    _outputClosed = False
     _pausedBytes = 0
     _closeTimer = None
     _idleTimer = None
@@ -385,38 +386,57 @@ class LineProtocol(protocol.Protocol):
         Write bytes, counting what piles up while the peer does not read;
         past the send-queue limit the connection is aborted.  Once the
         protocol decided to close, nothing more is written.
+
+        With a write batcher the bytes join this turn's buffer, which a
+        room's fan-out appends to directly as well
+        (L{chatsvc.chat.fanout}), and L{flushOutput} does the counting.
         """
         if self.disconnecting:
             return
-        if self._outputPaused:
-            self._pausedBytes += len(data)
-            if self._pausedBytes > self.factory.limits.sendQueue:
-                if not self.disconnecting:
-                    self.sendQueueOverflow()
-                return
-            backlog = self.factory.backlog
-            if backlog is not None:
-                backlog.grew(self, len(data))
         out = self._out
         if out is None:
+            if self._outputPaused and not self._countPaused(len(data)):
+                return
             self.transport.write(data)
             return
-        batcher = self._batcher
         if not out:
-            batcher.mark(self)
+            self._batcher.mark(self)
         out.append(data)
-        batcher.pendingBytes += len(data)
+        self._batcher.pendingBytes += len(data)
+
+    def _countPaused(self, size: int) -> bool:
+        """
+        C{size} more bytes while the peer is not reading: cut it past the
+        send-queue limit (then C{False}: do not write them), else count
+        them towards the shared backlog.
+        """
+        self._pausedBytes += size
+        if self._pausedBytes > self.factory.limits.sendQueue:
+            if not self._outputClosed:
+                self.sendQueueOverflow()
+            return False
+        backlog = self.factory.backlog
+        if backlog is not None:
+            backlog.grew(self, size)
+        return True
 
     def flushOutput(self) -> None:
         """
         Send what this turn's writes queued (see L{chatsvc.net.output}).
+        What the room fan-out appended after the last flush before
+        closing is dropped.
         """
         out = self._out
         if not out:
             return
         data = out[0] if len(out) == 1 else b"".join(out)
         out.clear()
-        if self._direct:
+        if self._outputClosed:
+            return
+        if self._outputPaused:
+            if self._countPaused(len(data)):
+                self.transport.write(data)
+        elif self._direct:
             sendNow(self.transport, data)
         else:
             self.transport.write(data)
@@ -478,6 +498,7 @@ class LineProtocol(protocol.Protocol):
         # A transport never closes while a streaming producer it paused is
         # registered (loseConnection waits for it to be unregistered).
         self.flushOutput()
+        self._outputClosed = True
         self.transport.unregisterProducer()
         if self._direct and not self._inputEnded:
             # Closing a socket with unread input makes the kernel send a
@@ -497,6 +518,7 @@ class LineProtocol(protocol.Protocol):
         Drop the connection now, unsent output included.
         """
         self.disconnecting = True
+        self._outputClosed = True
         self.framer.clear()
         if self._out:
             self._out.clear()

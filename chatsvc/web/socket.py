@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import struct
 from collections import deque
+from functools import partial
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -32,6 +33,7 @@ from zope.interface import implementer
 
 from chatsvc.chat import events
 from chatsvc.chat.events import JSON, SENT, TEXT
+from chatsvc.chat.interfaces import IBatchedListener
 from chatsvc.chat.session import ChatSession, IChatSink
 from chatsvc.net.oplog import peerName
 from chatsvc.net.output import isPlainTCP, sendNow
@@ -53,6 +55,23 @@ def registerFrames() -> None:
 
 
 registerFrames()
+
+
+def _frame(key, event: events.Event) -> bytes:
+    """
+    A WebSocket text frame (header and payload) of C{event} in rendering
+    C{key}: made once per event and rendering, for the room fan-out.
+    """
+    frameKey = ("frame", key)
+    frame = event.rendered.get(frameKey)
+    if frame is None:
+        data = event.encoded(key)
+        size = len(data)
+        frame = event.rendered[frameKey] = (
+            _HEADERS[size] if size < 126 else frameHeader(size)
+        ) + data
+    return frame
+
 
 #: WebSocket close codes (RFC 6455 section 7.4.1).
 GOING_AWAY = 1001
@@ -76,7 +95,7 @@ def frameHeader(length: int) -> bytes:
 _HEADERS = [bytes((0x81, n)) for n in range(126)]
 
 
-@implementer(IChatSink, IPushProducer)
+@implementer(IChatSink, IBatchedListener, IPushProducer)
 class WebChat:
     """
     One WebSocket connection (a C{twisted.web.websocket}
@@ -98,6 +117,7 @@ class WebChat:
     _paused = False
     _pausedBytes = 0
     _unfinished = 0
+    _outputClosed = False
     _out: list | tuple = ()
 
     def __init__(self, gateway, request) -> None:
@@ -220,35 +240,50 @@ class WebChat:
         """
         if self._closing:
             return
-        size = len(data)
-        if self._paused:
-            self._pausedBytes += size
-            if self._pausedBytes > self.limits.sendQueue:
-                self._tooSlow()
-                return
-            self.gateway.population.backlog.grew(self, size)
         out = self._out
         if not out:
             self._batcher.mark(self)
+        size = len(data)
         out.append(_HEADERS[size] if size < 126 else frameHeader(size))
         out.append(data)
         self._batcher.pendingBytes += size
 
     def flushOutput(self) -> None:
         """
-        Send what this turn's writes queued (the batcher calls this).
+        Send what this turn's writes (and the room fan-out, which appends
+        whole frames: L{fanout}) queued; the batcher calls this.  While
+        the socket's buffer is full what is sent counts towards the send
+        queue and the shared backlog.  What was appended after the last
+        flush before closing is dropped.
         """
         out = self._out
         if not out or self._transport is None:
             return
         data = b"".join(out)
         out.clear()
-        if getattr(self._transport, "disconnected", False):
+        if self._outputClosed or getattr(self._transport, "disconnected", False):
             return
-        if self._direct:
+        if self._paused:
+            self._pausedBytes += len(data)
+            if self._pausedBytes > self.limits.sendQueue:
+                self._tooSlow()
+                return
+            self.gateway.population.backlog.grew(self, len(data))
+            self._transport.write(data)
+        elif self._direct:
             sendNow(self._transport, data)
         else:
             self._transport.write(data)
+
+    def fanout(self):
+        """
+        L{IBatchedListener}: room messages from others are whole frames
+        of this session's rendering, appended to this turn's buffer.
+        """
+        if self._closing or self.session is None or not isinstance(self._out, list):
+            return None
+        key = self.session._rendering
+        return self._batcher, key, self._out, partial(_frame, key)
 
     def holdInput(self, reason: str) -> None:
         if not self.holds and not self._closing:
@@ -329,6 +364,7 @@ class WebChat:
         if self._transport is None:
             return
         self.flushOutput()  # the last lines go before the close frame
+        self._outputClosed = True
         self._transport.resumeProducing()  # read the browser's close frame
         try:
             self.ws.loseConnection(code, reason)
