@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sqlite3
 from collections import deque
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -43,6 +43,9 @@ from zope.interface import implementer
 
 from chatsvc.chat.events import HISTORIC, TOPIC, Event
 from chatsvc.chat.interfaces import IHistory
+
+if TYPE_CHECKING:
+    import sqlite3
 
 log = Logger()
 
@@ -222,6 +225,8 @@ def _topicEvent(roomName: str, setter: str, text: str, ts: float) -> Event:
 
 
 def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    import sqlite3  # here, so that --history :memory: never loads SQLite
+
     connection = sqlite3.connect(path, timeout=timeout, isolation_level=None)
     connection.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
     return connection
@@ -302,6 +307,8 @@ class SQLiteHistory:
         Create or upgrade the schema if needed (L{SCHEMA_VERSION}) and read
         the tables once.
         """
+        import sqlite3
+
         try:
             connection = _connect(self.path, timeout=self.timeout)
             try:
@@ -334,6 +341,8 @@ class SQLiteHistory:
         anyone connects), closed after; a SQLite error is one clear
         L{HistoryError}.
         """
+        import sqlite3
+
         try:
             connection = _connect(self.path, timeout=self.timeout)
             try:
@@ -448,6 +457,8 @@ class SQLiteHistory:
 
         @return: the rows not stored, each with why.
         """
+        import sqlite3
+
         if self._writer is None:
             self._writer = _connect(self.path, timeout=self.timeout)
         connection = self._writer
@@ -580,6 +591,8 @@ def _insertEach(connection: sqlite3.Connection, batch: list[tuple]) -> list[tupl
 
     @return: the rows refused (their id is taken), each with SQLite's why.
     """
+    import sqlite3
+
     refused = []
     for row in batch:
         try:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from importlib import resources
 
 NAME_MAX = 24
 ROOM_MAX = 32
@@ -113,6 +112,8 @@ def _prototypes() -> dict[str, str]:
     """
     The UTS #39 confusable prototypes: character -> its skeleton string.
     """
+    from importlib import resources  # with the table: nothing at import
+
     table: dict[str, str] = {}
     text = resources.files(__package__).joinpath("confusables.txt").read_text(encoding="utf-8")
     for line in text.splitlines():

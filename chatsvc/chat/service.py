@@ -33,6 +33,7 @@ from chatsvc.net.listening import (
     transportOf,
 )
 from chatsvc.net.options import ServiceOptions, integer, portDescription, seconds
+from chatsvc.net.twistedcompat import holdBackTLS
 
 log = Logger()
 
@@ -127,6 +128,13 @@ class Options(ServiceOptions):
     ]
 
     def postOptions(self) -> None:
+        # First, before the endpoint checks import the reactor: a server that
+        # listens on plain TCP only starts without pyOpenSSL (13 MB); the web
+        # gateway's Twisted modules would load it as well.
+        holdBackTLS(
+            (self[name] for name in ("port", "irc", "web", "metrics") if self[name] is not None),
+            ("twisted.web.client",) if self["web"] is not None else (),
+        )
         super().postOptions()
         base = self["limits"]
         self["limits"] = ChatLimits(

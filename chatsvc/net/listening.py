@@ -20,7 +20,7 @@ import resource
 import sys
 
 from twisted.application import service
-from twisted.internet import defer, endpoints
+from twisted.internet import defer
 from twisted.internet.address import UNIXAddress
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -396,6 +396,9 @@ class ListenService(PortService):
         )
 
     def bind(self):
+        # Imported here, not at the top: see chatsvc.net.twistedcompat.holdBackTLS.
+        from twisted.internet import endpoints
+
         description = withBacklog(self.description, self.backlog)
         endpoint = endpoints.serverFromString(self._reactor(), description)
         outcome = []

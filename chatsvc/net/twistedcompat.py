@@ -17,6 +17,12 @@ reads (and once writes) attributes whose names start with C{_}:
     C{_exitSignal} (C{_ISupportsExitSignalCapturing}), which turns a
     graceful shutdown into "killed by SIGTERM" (exit status 143).
 
+It also holds pyOpenSSL back from a process that serves no TLS
+(L{holdBackTLS}), relying on a public behaviour rather than on private
+names: Twisted's reactor, C{twisted.internet.tcp} and
+C{twisted.internet.endpoints} import pyOpenSSL when it is installed and
+carry on without TLS when that import fails.
+
 Each use is guarded so that a Twisted which renames these degrades to
 the public path instead of breaking: L{supportsDirectSend} says no, so
 every write goes through C{transport.write} (slower, still correct);
@@ -31,6 +37,10 @@ release changes one, rather than letting the silent fallback hide it.
 """
 
 from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Iterable
 
 #: The attributes of a TCP transport that L{writeIdle} reads.
 TRANSPORT_ATTRIBUTES = ("_tempDataLen", "dataBuffer", "_writeDisconnected")
@@ -71,3 +81,65 @@ def forgetExitSignal(reactor) -> None:
     """
     if getattr(reactor, EXIT_SIGNAL_ATTRIBUTE, None) is not None:
         setattr(reactor, EXIT_SIGNAL_ATTRIBUTE, None)
+
+
+#: Endpoint kinds that never use TLS: a process listening only on these
+#: does not need pyOpenSSL.  Any other kind (C{ssl:}, or one a plugin
+#: adds) might, so it keeps Twisted's TLS as Twisted loads it.
+PLAIN_KINDS = frozenset({"tcp", "tcp6", "unix", "systemd"})
+
+#: What importing pyOpenSSL brings along, and what Twisted imports it from.
+TLS_MODULES = ("OpenSSL", "cryptography", "twisted.internet.ssl", "twisted.protocols.tls")
+_TWISTED_IMPORTERS = (
+    "twisted.internet.tcp",
+    "twisted.internet.posixbase",
+    "twisted.internet.endpoints",
+)
+
+
+def holdBackTLS(descriptions: Iterable[str], modules: Iterable[str] = ()) -> bool:
+    """
+    Import Twisted's reactor modules, and C{modules}, without pyOpenSSL
+    when every endpoint description in C{descriptions} (a bare port
+    number counts as C{tcp}) is of a kind in L{PLAIN_KINDS}.
+
+    Twisted imports pyOpenSSL, and with it cryptography and its Rust
+    extension, as soon as C{twisted.internet.tcp}, the reactor or
+    C{twisted.internet.endpoints} is imported: about 13 MB of resident
+    memory (benchmarks/RESULTS.md, "A smaller process") that a server
+    listening on plain TCP never uses.  Those modules are imported here
+    with C{OpenSSL} marked unimportable, so each takes its no-TLS branch;
+    the mark is removed again at once.  A TCP transport then has no
+    C{startTLS} and the reactor no C{listenSSL}; nothing in such a
+    process calls them.  C{modules} are other Twisted modules that would
+    load pyOpenSSL as well and that the process is about to import
+    (C{twisted.web.client}, which Twisted's WebSocket server imports).
+
+    Nothing happens (and L{False} is returned) when a description may
+    need TLS, or when any of those modules is already imported (twistd
+    C{--reactor}, a test run, a process that imported them for its own
+    use): TLS stays exactly as Twisted set it up.  Call it before
+    anything imports the reactor, with every description the process
+    will listen on.
+
+    @return: whether pyOpenSSL was held back.
+    """
+    for description in descriptions:
+        value = description.strip()
+        kind = "tcp" if value.isdigit() else value.split(":", 1)[0].strip().lower()
+        if kind not in PLAIN_KINDS:
+            return False
+    if any(name in sys.modules for name in TLS_MODULES + _TWISTED_IMPORTERS):
+        return False
+    sys.modules["OpenSSL"] = None  # type: ignore[assignment]  # "import OpenSSL" fails
+    try:
+        import twisted.internet.endpoints  # noqa: F401
+        import twisted.internet.posixbase  # noqa: F401
+        import twisted.internet.tcp  # noqa: F401
+
+        for name in modules:
+            importlib.import_module(name)
+    finally:
+        if sys.modules.get("OpenSSL", 0) is None:
+            del sys.modules["OpenSSL"]
+    return True
