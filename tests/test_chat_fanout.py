@@ -62,16 +62,42 @@ class GroupingTests(GatewayTestCase):
 
     def test_sameBytesObject(self) -> None:
         """
-        A group's members get the very same C{bytes} object: encoded once.
+        A turn's messages are joined once per group: every member whose
+        view is the whole turn sends the very same C{bytes} object; the
+        sender's view leaves its own messages out.
         """
         alice = self.linePeer("alice")
         bob = self.linePeer("bob")
         carol = self.linePeer("carol")
-        alice.send("shared", ending=b"\n")
-        [bobData] = bob.proto._out
-        [carolData] = carol.proto._out
-        self.assertIs(bobData, carolData)
-        self.assertEqual(alice.proto._out, [])
+        for peer in (alice, bob, carol):
+            peer.raw()
+        alice.send("one", "two", ending=b"\n")
+        [group] = self.room().fanout.groups
+        self.assertEqual(bob.proto._out, [group.token])
+        self.assertEqual(carol.proto._out, [group.token])
+        whole = group.view(bob.proto._out, 0, None)
+        self.assertIs(group.view(carol.proto._out, 0, None), whole)
+        self.assertEqual(whole.count(b"#lobby alice: "), 2)
+        self.assertEqual(group.view(alice.proto._out, 0, None), b"")
+        self.assertEqual(bob.raw(), whole)
+
+    def test_midTurnFlushKeepsTheRest(self) -> None:
+        """
+        A connection flushed in the middle of a turn (as closing does)
+        sends the room's messages so far and keeps a token for the rest
+        of the turn, so nothing is lost or sent twice.
+        """
+        alice = self.linePeer("alice")
+        bob = self.linePeer("bob")
+        bob.raw()
+        alice.send("one", ending=b"\n")
+        bob.proto.flushOutput()
+        self.assertIn(b"alice: one", bob.transport.value())
+        alice.send("two", ending=b"\n")
+        self.assertEqual(
+            [line.split("] ", 1)[1] for line in bob.lines()],
+            ["#lobby alice: one", "#lobby alice: two"],
+        )
 
     def test_formatChangeRegroups(self) -> None:
         """
@@ -193,3 +219,45 @@ class GroupingTests(GatewayTestCase):
         alice.send("to everyone", ending=b"\n")
         self.assertEqual(hears.texts(events.MESSAGE), ["to everyone"])
         self.assertEqual(len(self.room().fanout.single), 1)
+
+    def test_orderAcrossRooms(self) -> None:
+        """
+        A member of two rooms reads one turn's messages of both, and a
+        private message among them, in the order they happened.
+        """
+        alice = self.linePeer("alice")
+        carol = self.linePeer("carol", "dev")
+        erin = self.linePeer("erin", "other")
+        dave = self.register("dave")
+        dave.send("JOIN #lobby,#dev")
+        dave.raw()
+        alice.send("a1", ending=b"\n")
+        carol.send("d1", ending=b"\n")
+        erin.send("/msg dave p", ending=b"\n")
+        alice.send("a2", ending=b"\n")
+        carol.send("d2", ending=b"\n")
+        self.assertEqual(
+            [line.split(" ", 2)[2] for line in dave.lines()],
+            [
+                "#lobby :a1",
+                "#dev :d1",
+                "dave :p",
+                "#lobby :a2",
+                "#dev :d2",
+            ],
+        )
+
+    def test_jsonSenderInOneRead(self) -> None:
+        """
+        A JSON sender of several messages in one read gets each back once,
+        with its id, in order with the others' messages between them.
+        """
+        json = self.linePeer("json")
+        other = self.linePeer("other")
+        json.send("/format json", ending=b"\n")
+        json.raw()
+        json.send("one", "two", ending=b"\n")
+        other.send("three", ending=b"\n")
+        json.send("four", ending=b"\n")
+        texts = [line.split('"text":"', 1)[1].split('"', 1)[0] for line in json.lines()]
+        self.assertEqual(texts, ["one", "two", "three", "four"])

@@ -69,8 +69,14 @@ class IBatchedListener(IListener):
 
     def flushOutput():
         """
-        Send this turn's buffer (called by the batcher).  Counts what the
-        peer is not taking (send queue, backlog), and drops what was
+        Send this turn's buffer (called by the batcher), through
+        L{sendOutput}.
+        """
+
+    def sendOutput(data):
+        """
+        Send a turn's bytes, already taken from the buffer.  Counts what
+        the peer is not taking (send queue, backlog), and drops what was
         appended once the listener decided to close.
         """
 

@@ -74,7 +74,7 @@ class IRCConnection(LineProtocol):
             key = session.rendering
             data = event.rendered.get(key) or event.encoded(key)
             out = self._out
-            if out and not self._outputPaused and not self.disconnecting:
+            if out and out[-1].__class__ is bytes and not self.disconnecting:
                 out.append(data)
                 self._batcher.pendingBytes += len(data)
             else:

@@ -35,7 +35,7 @@ from zope.interface import implementer
 
 from chatsvc.net.framing import DEFAULT_MAX_LINE, TOO_LONG, LineFramer
 from chatsvc.net.oplog import peerName
-from chatsvc.net.output import Backlog, WriteBatcher, isPlainTCP, sendNow
+from chatsvc.net.output import Backlog, WriteBatcher, appendOwn, isPlainTCP, sendNow, takeOutput
 from chatsvc.net.text import decodeLine
 
 log = Logger()
@@ -401,7 +401,11 @@ class LineProtocol(protocol.Protocol):
             return
         if not out:
             self._batcher.mark(self)
-        out.append(data)
+            out.append(data)
+        elif out[-1].__class__ is tuple:
+            appendOwn(out, data)
+        else:
+            out.append(data)
         self._batcher.pendingBytes += len(data)
 
     def _countPaused(self, size: int) -> bool:
@@ -427,11 +431,16 @@ class LineProtocol(protocol.Protocol):
         closing is dropped.
         """
         out = self._out
-        if not out:
-            return
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        if self._outputClosed:
+        if out:
+            self.sendOutput(takeOutput(out))
+
+    def sendOutput(self, data: bytes) -> None:
+        """
+        Send a turn's output, taken from the buffer already (by
+        L{flushOutput}, or by a room group's flush, which takes the
+        common case, one token for a whole turn, itself).
+        """
+        if self._outputClosed or not data:
             return
         if self._outputPaused:
             if self._countPaused(len(data)):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from errno import EAGAIN, EINTR, ENOBUFS, EWOULDBLOCK
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import ISSLTransport
 
 from chatsvc.net.twistedcompat import supportsDirectSend, writeIdle
@@ -39,6 +38,12 @@ def isPlainTCP(transport) -> bool:
     connection, not carrying TLS (raw bytes would bypass the encryption),
     whose buffer we can see (L{chatsvc.net.twistedcompat.supportsDirectSend}).
     """
+    # Imported here, not with this module: twisted.internet.tcp loads
+    # pyOpenSSL unless chat's options held it back first
+    # (twistedcompat.holdBackTLS); by the time a transport exists the
+    # reactor has imported it anyway.
+    from twisted.internet import tcp
+
     return (
         isinstance(transport, tcp.Connection)
         and not ISSLTransport.providedBy(transport)
@@ -65,6 +70,64 @@ def sendNow(transport, data: bytes) -> None:
             return
     if sent < len(data):
         transport.write(data[sent:])
+
+
+def appendOwn(out: list, data: bytes) -> None:
+    """
+    Append a connection's own write to its output buffer C{out} when the
+    buffer's tail holds open tokens (C{(group, start, None)}: a room
+    group's messages of this turn, L{chatsvc.chat.fanout}): the room
+    messages given so far stay before C{data}, the ones to come in this
+    turn after it.
+    """
+    i = len(out)
+    while i and out[i - 1].__class__ is tuple:
+        i -= 1
+    tail = out[i:]
+    del out[i:]
+    cut = []
+    for group, start, end in tail:
+        if end is None:
+            end = len(group.turn)
+            cut.append((group, end, None))
+        out.append((group, start, end))
+    out.append(data)
+    out.extend(cut)
+
+
+def takeOutput(out: list) -> bytes:
+    """
+    Empty a member's output buffer C{out} and return its bytes, tokens
+    made into their groups' bytes.  A group whose turn is still going (a
+    flush in the middle of a turn: a connection closing) leaves a token
+    for the rest of it.
+    """
+    if len(out) == 1:
+        item = out[0]
+        if item.__class__ is bytes:
+            out.clear()
+            return item
+        group = item[0]
+        if item is group.token and not group.marked and id(out) not in group.own:
+            # The common case at the end of a turn: all of one group's
+            # messages, joined once for all its members.
+            out.clear()
+            return group.whole()
+    parts = []
+    rest = []
+    for item in out:
+        if item.__class__ is bytes:
+            parts.append(item)
+        else:
+            group, start, end = item
+            if end is None:
+                end = len(group.turn)
+                if group.marked:
+                    rest.append((group, end, None))
+            if end > start:
+                parts.append(group.view(out, start, end))
+    out[:] = rest
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class WriteBatcher:

@@ -36,7 +36,7 @@ from chatsvc.chat.events import JSON, SENT, TEXT
 from chatsvc.chat.interfaces import IBatchedListener
 from chatsvc.chat.session import ChatSession, IChatSink
 from chatsvc.net.oplog import peerName
-from chatsvc.net.output import isPlainTCP, sendNow
+from chatsvc.net.output import appendOwn, isPlainTCP, sendNow, takeOutput
 
 log = Logger()
 
@@ -241,10 +241,15 @@ class WebChat:
         if self._closing:
             return
         out = self._out
+        size = len(data)
+        header = _HEADERS[size] if size < 126 else frameHeader(size)
         if not out:
             self._batcher.mark(self)
-        size = len(data)
-        out.append(_HEADERS[size] if size < 126 else frameHeader(size))
+        elif out[-1].__class__ is tuple:
+            appendOwn(out, header + data)
+            self._batcher.pendingBytes += size
+            return
+        out.append(header)
         out.append(data)
         self._batcher.pendingBytes += size
 
@@ -257,11 +262,20 @@ class WebChat:
         flush before closing is dropped.
         """
         out = self._out
-        if not out or self._transport is None:
-            return
-        data = b"".join(out)
-        out.clear()
-        if self._outputClosed or getattr(self._transport, "disconnected", False):
+        if out:
+            self.sendOutput(takeOutput(out))
+
+    def sendOutput(self, data: bytes) -> None:
+        """
+        Send a turn's output, taken from the buffer already (by
+        L{flushOutput}, or by a room group's flush).
+        """
+        if (
+            not data
+            or self._outputClosed
+            or self._transport is None
+            or getattr(self._transport, "disconnected", False)
+        ):
             return
         if self._paused:
             self._pausedBytes += len(data)
@@ -327,12 +341,10 @@ class WebChat:
             return
         key = session._rendering
         data = event.rendered.get(key) or event.encoded(key)
-        if self._paused or self._closing:
+        out = self._out
+        if self._closing or not out or out[-1].__class__ is not bytes:
             self.write(data)
             return
-        out = self._out
-        if not out:
-            self._batcher.mark(self)
         size = len(data)
         out.append(_HEADERS[size] if size < 126 else frameHeader(size))
         out.append(data)
