@@ -20,6 +20,12 @@ A run has phases, all bounded in time:
   4. stop: workers send their statistics and close their sockets with a
      reset (no TIME_WAIT pile-up on the client side across runs).
 
+With C{Plan.tls} every client wraps its socket in TLS (the standard
+library's C{ssl}, non-blocking, no certificate check: the servers'
+certificates are self-signed and everything is on loopback) after the TCP
+connect and before logging in; a read then takes every TLS record
+already decrypted or waiting (up to C{recvSize}) in one go.
+
 Receiving costs C-speed work per chunk (C{bytes.count} of the marker);
 only the receivers chosen for verification parse every message for
 sequence, duplicates and latency (L{benchmarks.wire}).
@@ -29,11 +35,13 @@ from __future__ import annotations
 
 import errno
 import heapq
+import math
 import multiprocessing
 import os
 import resource
 import selectors
 import socket
+import ssl
 import struct
 import time
 from array import array
@@ -44,6 +52,12 @@ from benchmarks.wire import MARK, MESSAGE_RE, makeDriver, messageText
 _NOW = time.monotonic
 _IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 _LINGER_RESET = struct.pack("ii", 1, 0)
+
+#: What a non-blocking plain or TLS socket raises when it would block.
+_WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
+
+#: Plaintext of one TLS record at most (RFC 8446 section 5.1).
+_TLS_RECORD = 16384
 
 #: Most latency samples one worker keeps (beyond that, every k-th).
 MAX_SAMPLES = 2_000_000
@@ -77,6 +91,13 @@ class Plan:
         need more than one address's ephemeral ports); empty for default.
     @ivar echo: whether senders get their own messages too (the web
         gateway's JSON): a message to a room of N is then N deliveries.
+    @ivar tls: whether clients speak TLS to the server (over TCP, before
+        the protocol; the server's certificate is not checked).
+    @ivar tick: paced mode: 0 sends each message when it is due (one every
+        1/C{rate} s, the load as evenly spread as it can be); above 0, the
+        messages due within each C{tick} seconds go together at its end,
+        as a generator driven by a timer of that period would send them
+        (L{benchmarks.paced_cpu}).
     """
 
     protocol: str
@@ -97,6 +118,8 @@ class Plan:
     connectTimeout: float = 120.0
     recvSize: int = 262144
     echo: bool = False
+    tls: bool = False
+    tick: float = 0.0
 
     def room(self, index: int) -> str:
         size = self.roomSize or self.clients
@@ -201,6 +224,7 @@ class WorkerResult:
     backwards: int = 0
     latencies: array = field(default_factory=lambda: array("q"))
     latencyStride: int = 1
+    tls: str = ""
 
 
 def _raiseFileLimit() -> None:
@@ -254,6 +278,12 @@ class Worker:
         self.sampleEvery = 1
         self.sampleCount = 0
         self.interval = 0.0
+        self.t0 = 0.0
+        self.tls = None
+        if plan.tls:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            self.tls.check_hostname = False
+            self.tls.verify_mode = ssl.CERT_NONE
 
     # -- connecting and logging in -------------------------------------
 
@@ -277,7 +307,7 @@ class Worker:
         self.sel.register(sock, selectors.EVENT_WRITE, conn)
 
     def _fail(self, conn: Conn, why: str) -> None:
-        if conn.state in ("connecting", "login"):
+        if conn.state in ("connecting", "handshake", "login"):
             self.handshaking -= 1
             self.result.failed += 1
             if len(self.result.failures) < 5:
@@ -299,6 +329,35 @@ class Worker:
         if err:
             self._fail(conn, f"connect: {os.strerror(err)}")
             return
+        if self.tls is not None:
+            self.sel.unregister(conn.sock)
+            conn.sock = self.tls.wrap_socket(conn.sock, do_handshake_on_connect=False)
+            conn.state = "handshake"
+            self.sel.register(conn.sock, selectors.EVENT_WRITE, conn)
+            self._handshake(conn)
+            return
+        conn.state = "login"
+        self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
+        self._nextStep(conn)
+
+    def _handshake(self, conn: Conn) -> None:
+        """
+        TLS: go on with the handshake; once done, log in.
+        """
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
+            return
+        except ssl.SSLWantWriteError:
+            self.sel.modify(conn.sock, selectors.EVENT_WRITE, conn)
+            return
+        except OSError as e:
+            self._fail(conn, f"TLS handshake: {e}")
+            return
+        if not self.result.tls:
+            name, version, bits = conn.sock.cipher()
+            self.result.tls = f"{version} {name}"
         conn.state = "login"
         self.sel.modify(conn.sock, selectors.EVENT_READ, conn)
         self._nextStep(conn)
@@ -339,10 +398,34 @@ class Worker:
 
     # -- the running phase ---------------------------------------------
 
+    def _recvTLS(self, sock) -> bytes:
+        """
+        Everything a TLS socket has for us now, up to C{recvSize}: a
+        C{recv} returns one record at most, and records already read
+        from the kernel would not wake the selector again.
+        """
+        chunks = []
+        size = 0
+        limit = self.plan.recvSize
+        try:
+            while size < limit:
+                chunk = sock.recv(_TLS_RECORD)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+        except _WOULD_BLOCK:
+            if not chunks:
+                raise
+        return b"".join(chunks)
+
     def _read(self, conn: Conn) -> None:
         try:
-            data = conn.sock.recv(self.plan.recvSize)
-        except (BlockingIOError, InterruptedError):
+            if self.tls is None:
+                data = conn.sock.recv(self.plan.recvSize)
+            else:
+                data = self._recvTLS(conn.sock)
+        except _WOULD_BLOCK:
             return
         except OSError as e:
             self._fail(conn, f"recv: {e.strerror}")
@@ -424,7 +507,7 @@ class Worker:
         if conn.out:
             try:
                 n = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
+            except _WOULD_BLOCK:
                 return
             except OSError as e:
                 self._fail(conn, f"send: {e.strerror}")
@@ -452,7 +535,8 @@ class Worker:
         the next one is due.
         """
         schedule = self.schedule
-        while schedule and schedule[0][0] <= now:
+        fire = self._fire
+        while schedule and fire(schedule[0][0]) <= now:
             due, k, conn = heapq.heappop(schedule)
             if conn.state == "ready":
                 self._fill(conn, 1)
@@ -461,11 +545,22 @@ class Worker:
                     self._wantWrite(conn)
             if due + self.interval < self.tEnd:
                 heapq.heappush(schedule, (due + self.interval, k, conn))
-        return schedule[0][0] if schedule else None
+        return fire(schedule[0][0]) if schedule else None
+
+    def _fire(self, due: float) -> float:
+        """
+        When a message due at C{due} is sent: then, or at the end of its
+        tick (L{Plan.tick}).
+        """
+        tick = self.plan.tick
+        if tick <= 0:
+            return due
+        return self.t0 + math.ceil((due - self.t0) / tick - 1e-9) * tick
 
     def _go(self, t0: float, tWarm: float, tEnd: float) -> None:
         plan = self.plan
         self.tEnd = tEnd
+        self.t0 = t0
         self.marks = [(tWarm, "warm"), (tEnd, "end")]
         self.sending = True
         live = [c for c in self.senders if c.state == "ready"]
@@ -548,6 +643,9 @@ class Worker:
                     continue
                 if conn.state == "connecting":
                     self._connected(conn)
+                    continue
+                if conn.state == "handshake":
+                    self._handshake(conn)
                     continue
                 if mask & selectors.EVENT_READ:
                     self._read(conn)

@@ -16,7 +16,17 @@ from pathlib import Path
 
 NOTES_START = "<!-- NOTES: kept when the report is regenerated -->"
 NOTES_END = "<!-- /NOTES -->"
-ORDER = ["chatsvc", "chatsvc-irc", "chatsvc-web", "ngircd", "miniircd", "words"]
+ORDER = [
+    "chatsvc",
+    "chatsvc-irc",
+    "chatsvc-web",
+    "ngircd",
+    "miniircd",
+    "words",
+    "chatsvc-tls",
+    "chatsvc-irc-tls",
+    "ngircd-tls",
+]
 YARDSTICK = "ngircd"
 #: chatsvc's IRC gateway: compared with the yardstick as well, since the
 #: gateway is held to the ratios to ngircd that the line protocol reaches.
@@ -150,6 +160,16 @@ def _metricTable(
         pairs = [("chatsvc", o) for o in servers if o != "chatsvc"]
     if ratios and GATEWAY in servers and YARDSTICK in servers:
         pairs.append((GATEWAY, YARDSTICK))
+    if ratios:
+        # Each server over TCP against itself over TLS (chatsvc's is above),
+        # and the TLS chatsvc against the TLS yardstick.
+        pairs += [
+            (s.removesuffix("-tls"), s)
+            for s in servers
+            if s.endswith("-tls") and s.removesuffix("-tls") in servers[1:]
+        ]
+        if "chatsvc-tls" in servers and f"{YARDSTICK}-tls" in servers:
+            pairs.append(("chatsvc-tls", f"{YARDSTICK}-tls"))
     header = ["load", *servers] + [f"{a} vs {b}" for a, b in pairs]
     rows = []
     for scenario in session.scenarios(family):

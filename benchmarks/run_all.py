@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks import metrics, report
 from benchmarks.loadgen import runLoad
-from benchmarks.servers import CHATSVC, PEERS, SERVERS, Running, commandLine, pinChatsvc
+from benchmarks.servers import CHATSVC, PEERS, SERVERS, TLS, Running, commandLine, pinChatsvc
 
 HERE = Path(__file__).resolve().parent
 RESULTS_DIR = HERE / "results"
@@ -47,7 +47,7 @@ def parseArgs(argv: list[str] | None) -> argparse.Namespace:
         default=",".join(CHATSVC + PEERS),
         help="comma-separated: chatsvc (line protocol), chatsvc-irc (its IRC gateway), "
         "chatsvc-web (its web gateway, over a WebSocket), ngircd, miniircd, words "
-        "(default: all)",
+        "(default: all of these); over TLS: chatsvc-tls, chatsvc-irc-tls, ngircd-tls",
     )
     p.add_argument(
         "--metric",
@@ -122,8 +122,11 @@ def runOne(server, scenario, timing, workers: int, profile: bool) -> dict:
 
     try:
         plan = scenario.plan(server, running.port)
+        plan.tls = server.tls
         raw = runLoad(plan, workers, timing, running.pid, server.relay, onWindow)
         summary = metrics.summarize(scenario, raw, timing.window, server.relay)
+        if server.tls:
+            summary["tls"] = next((r.tls for r in raw["results"] if r.tls), "")
         summary["load_avg"] = round(os.getloadavg()[0], 2)
         tracebacks, last = running.logErrors()
         if tracebacks:
@@ -143,8 +146,8 @@ def runOne(server, scenario, timing, workers: int, profile: bool) -> dict:
 
 
 #: The generator's receive ceiling measured so far this session, by
-#: (protocol, clients): deliveries per second against the blaster.
-_CEILINGS: dict[tuple[str, int], float] = {}
+#: (protocol, TLS or not, clients): deliveries per second against the blaster.
+_CEILINGS: dict[tuple[str, bool, int], float] = {}
 
 
 def _bound(server, scenario, summary: dict) -> str:
@@ -156,10 +159,10 @@ def _bound(server, scenario, summary: dict) -> str:
     if rate is None:
         return ""
     if scenario.name.startswith("ceiling-recv-"):
-        _CEILINGS[(server.protocol, scenario.clients)] = rate
+        _CEILINGS[(server.protocol, server.tls, scenario.clients)] = rate
         return ""
     notes = []
-    ceiling = _CEILINGS.get((server.protocol, scenario.clients))
+    ceiling = _CEILINGS.get((server.protocol, server.tls, scenario.clients))
     if ceiling and server.relay and rate >= report.GEN_BOUND * ceiling:
         notes.append(f"{rate / ceiling:.0%} of the generator's ceiling")
     machine, cpu = summary.get("machine_cores", 0), summary.get("server_cpu", 1)
@@ -195,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     families = [m.strip() for m in args.metric.split(",") if m.strip()]
     for name in names:
         if name not in SERVERS or SERVERS[name].isGenerator:
-            sys.exit(f"unknown server {name!r} ({', '.join(CHATSVC + PEERS)})")
+            sys.exit(f"unknown server {name!r} ({', '.join(CHATSVC + PEERS + TLS)})")
     for family in families:
         if family not in FAMILIES:
             sys.exit(f"unknown metric {family!r} ({', '.join(FAMILIES)})")
@@ -215,7 +218,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.scenario:
             ceil = [s for s in ceil if args.scenario in s.name]
     protocols = sorted({SERVERS[n].protocol for n in names})
-    blasters = [SERVERS[f"{kind}-{p}"] for kind in ("blaster", "relay") for p in protocols]
+    kinds = sorted({(SERVERS[n].protocol, SERVERS[n].tls) for n in names})
+    blasters = [
+        SERVERS[f"{kind}-{p}" + ("-tls" if tls else "")]
+        for kind in ("blaster", "relay")
+        for p, tls in kinds
+    ]
 
     session = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(exist_ok=True)

@@ -11,6 +11,11 @@ C{twistd -n}, C{ngircd -n} and C{miniircd} all stay in the foreground.
 
 The exact command lines are in L{Server.command} and are copied into
 RESULTS.md by the harness.
+
+The C{-tls} servers are the same servers listening with TLS instead
+(chatsvc: an C{ssl:} endpoint description; ngircd: its C{[SSL]} section),
+with a self-signed certificate made at start into their directory
+(L{benchmarks.tlscert}); the generator speaks TLS to them.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.tlscert import makeCert, writeDHParams
 from benchmarks.wire import nick
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +50,9 @@ PINNED: dict = {}
 #: (C{--irc}), which the generator drives like any IRC server, and its
 #: web gateway (C{--web}), driven over a WebSocket like a browser.
 CHATSVC = ["chatsvc", "chatsvc-irc", "chatsvc-web"]
+
+#: The same servers over TLS (not in a default run; name them in --server).
+TLS = ["chatsvc-tls", "chatsvc-irc-tls", "ngircd-tls"]
 
 #: The password every IRC client of the generator uses where one is needed.
 PASSWORD = "bench"
@@ -95,6 +104,16 @@ NGIRCD_CONF = """\
     Password = {password}
 """
 
+#: ngircd over TLS only: its plain port is a throwaway (ngircd always has
+#: one), and the measured port is the SSL one.  ngircd is built with
+#: GnuTLS; the DH file spares it generating parameters at start.
+NGIRCD_TLS = """[SSL]
+    CertFile = {cert}
+    KeyFile = {key}
+    DHFile = {dh}
+    Ports = {tlsPort}
+"""
+
 
 def freePort() -> int:
     """
@@ -123,6 +142,7 @@ class Server:
     @ivar password: sent with PASS, or L{None}.
     @ivar relay: false for the blaster, which relays nothing.
     @ivar extra: more arguments for the command.
+    @ivar tls: whether it listens with TLS (a certificate is made for it).
     """
 
     name: str
@@ -131,13 +151,22 @@ class Server:
     password: str | None = None
     relay: bool = True
     extra: tuple = ()
+    tls: bool = False
 
     @property
     def isChatsvc(self) -> bool:
         """
-        Whether this is chatsvc itself (native protocol or IRC gateway).
+        Whether this is chatsvc itself (native protocol or a gateway, over
+        TCP or TLS).
         """
-        return self.name in CHATSVC
+        return self.name.removesuffix("-tls") in CHATSVC
+
+    @property
+    def base(self) -> str:
+        """
+        The server's name without C{-tls}: what it runs.
+        """
+        return self.name.removesuffix("-tls")
 
     @property
     def isGenerator(self) -> bool:
@@ -150,11 +179,20 @@ class Server:
         """
         Write what the server reads at start into C{workdir}.
         """
+        if self.tls:
+            makeCert(workdir)
         if self.name == "words":
             users = "".join(f"{nick(i)}:{PASSWORD}\n" for i in range(clients))
             (workdir / "users.txt").write_text(users)
-        elif self.name == "ngircd":
-            conf = NGIRCD_CONF.format(port=port, password=PASSWORD)
+        elif self.base == "ngircd":
+            conf = NGIRCD_CONF.format(port=freePort() if self.tls else port, password=PASSWORD)
+            if self.tls:
+                conf += NGIRCD_TLS.format(
+                    cert=workdir / "cert.pem",
+                    key=workdir / "key.pem",
+                    dh=writeDHParams(workdir),
+                    tlsPort=port,
+                )
             (workdir / "ngircd.conf").write_text(conf)
 
     def command(self, port: int, workdir: Path) -> tuple[list[str], dict]:
@@ -164,6 +202,11 @@ class Server:
         py = str(VENV / "bin/python")
         if self.isChatsvc:
             listen = f"tcp:{port}:interface=127.0.0.1"
+            if self.tls:
+                listen = (
+                    f"ssl:{port}:interface=127.0.0.1:privateKey={workdir / 'key.pem'}"
+                    f":certKey={workdir / 'cert.pem'}"
+                )
             if self.protocol in ("irc", "ws"):
                 # The gateway on PORT; the line port, unused, on any free
                 # port of loopback (port 0: no second port to pick).
@@ -188,10 +231,13 @@ class Server:
             if os.geteuid() == 0:  # it refuses to run as root
                 argv += ["--setuid", "nobody"]
             return argv, {}
-        if self.name == "ngircd":
+        if self.base == "ngircd":
             return [NGIRCD, "-n", "-f", str(workdir / "ngircd.conf")], {}
         if self.isGenerator:
             argv = [py, "-m", "benchmarks.blaster", "--port", str(port)]
+            if self.tls:
+                argv[2] = "benchmarks.blaster_tls"
+                argv += ["--tls", f"{workdir / 'cert.pem'},{workdir / 'key.pem'}"]
             return argv + ["--protocol", self.protocol, *self.extra], {}
         raise ValueError(f"unknown server {self.name!r}")
 
@@ -211,7 +257,7 @@ class Server:
             if self.name == "miniircd":
                 out = subprocess.run([str(MINIIRCD), "--version"], capture_output=True, text=True)
                 return f"miniircd {(out.stdout or out.stderr).strip()}"
-            if self.name == "ngircd":
+            if self.base == "ngircd":
                 out = subprocess.run([NGIRCD, "--version"], capture_output=True, text=True)
                 return out.stdout.splitlines()[0].strip()
         except (OSError, IndexError, ImportError) as e:
@@ -278,6 +324,9 @@ SERVERS = {
     "chatsvc-irc": Server("chatsvc-irc", "irc"),
     "chatsvc-web": Server("chatsvc-web", "ws"),
     "ngircd": Server("ngircd", "irc", oper=("bench", PASSWORD, "+F")),
+    "chatsvc-tls": Server("chatsvc-tls", "line", tls=True),
+    "chatsvc-irc-tls": Server("chatsvc-irc-tls", "irc", tls=True),
+    "ngircd-tls": Server("ngircd-tls", "irc", oper=("bench", PASSWORD, "+F"), tls=True),
     "miniircd": Server("miniircd", "irc"),
     "words": Server("words", "irc", password=PASSWORD),
     "blaster-line": Server("blaster-line", "line", relay=False),
@@ -287,6 +336,14 @@ SERVERS = {
     "blaster-ws": Server("blaster-ws", "ws", relay=False),
     "relay-ws": Server("relay-ws", "ws", extra=("--mode", "relay")),
 }
+# The generator over TLS: the same blasters behind TLS.
+for _name in list(SERVERS):
+    if SERVERS[_name].isGenerator:
+        _plain = SERVERS[_name]
+        SERVERS[f"{_name}-tls"] = Server(
+            f"{_name}-tls", _plain.protocol, relay=_plain.relay, extra=_plain.extra, tls=True
+        )
+del _name, _plain
 
 #: Peers in the order RESULTS.md shows them (ngircd is the yardstick).
 PEERS = ["ngircd", "miniircd", "words"]

@@ -1,0 +1,97 @@
+"""
+The trivial server of L{benchmarks.blaster} behind TLS: what the load
+generator can take and send when it decrypts and encrypts too.
+
+    python -m benchmarks.blaster_tls --tls CERT,KEY --port PORT --protocol line|irc|ws [--mode relay]
+
+The blaster is unchanged: its sockets are the standard library's TLS
+sockets, whose C{recv} and C{send} say "would block" the way plain
+non-blocking sockets do (L{BlockingIOError}) instead of with
+L{ssl.SSLWantReadError} or L{ssl.SSLWantWriteError}.  Each client's
+handshake is done, blocking, when it is accepted: before any load, so
+outside every measured window.  A C{send} that would block is retried by
+the blaster with the same bytes (it keeps its offset or its pending
+buffer), which is what OpenSSL asks of a retried write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import selectors
+import socket
+import ssl
+import sys
+
+from benchmarks.blaster import Blaster, Client
+
+
+class NonBlockingTLSSocket(ssl.SSLSocket):
+    """
+    A TLS socket whose C{recv} and C{send} raise L{BlockingIOError} when
+    they would block, as a plain non-blocking socket does.
+    """
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        try:
+            return super().recv(buflen, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError(errno.EAGAIN, "TLS record incomplete") from None
+
+    def send(self, data, flags: int = 0) -> int:
+        try:
+            return super().send(data, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError(errno.EAGAIN, "TLS send would block") from None
+
+
+class TLSBlaster(Blaster):
+    """
+    L{Blaster} whose clients are accepted over TLS.
+    """
+
+    def __init__(self, context: ssl.SSLContext, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.context = context
+
+    def accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except BlockingIOError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(10)
+            try:
+                sock = self.context.wrap_socket(sock, server_side=True)
+            except OSError:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            client = Client(sock)
+            self.clients[sock.fileno()] = client
+            self.sel.register(sock, selectors.EVENT_READ, client)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tls", required=True, help="CERT,KEY: the certificate and its key")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--protocol", choices=("line", "irc", "ws"), default="line")
+    parser.add_argument("--duration", type=float, default=60.0, help="seconds of blasting")
+    parser.add_argument("--block", type=int, default=1000, help="messages per pre-encoded block")
+    parser.add_argument("--mode", choices=("blast", "relay"), default="blast")
+    args = parser.parse_args(argv)
+    cert, key = args.tls.split(",")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sslsocket_class = NonBlockingTLSSocket
+    blaster = TLSBlaster(context, args.protocol, args.duration, args.block, args.mode == "relay")
+    try:
+        blaster.serve(args.port)
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
