@@ -121,16 +121,26 @@ class Blaster:
                 self.blocks[b] = data
         return data
 
+    def wrap(self, sock: socket.socket) -> socket.socket | None:
+        """
+        An accepted socket as the blaster reads and writes it (made
+        non-blocking); L{None} drops it.  The TLS blaster wraps it here.
+        """
+        sock.setblocking(False)
+        return sock
+
     def accept(self, listener: socket.socket) -> None:
         while True:
             try:
                 sock, _ = listener.accept()
             except BlockingIOError:
                 return
-            sock.setblocking(False)
             # Relay mode sends each line on its own: without this, Nagle and
             # delayed ACKs (tens of ms) would be the "floor" it measures.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock = self.wrap(sock)
+            if sock is None:
+                continue
             client = Client(sock)
             self.clients[sock.fileno()] = client
             self.sel.register(sock, selectors.EVENT_READ, client)

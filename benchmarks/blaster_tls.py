@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import argparse
 import errno
-import selectors
 import socket
 import ssl
 import sys
 
-from benchmarks.blaster import Blaster, Client
+from benchmarks.blaster import Blaster
 
 
 class NonBlockingTLSSocket(ssl.SSLSocket):
@@ -54,23 +53,18 @@ class TLSBlaster(Blaster):
         super().__init__(*args, **kwargs)
         self.context = context
 
-    def accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                sock, _ = listener.accept()
-            except BlockingIOError:
-                return
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(10)
-            try:
-                sock = self.context.wrap_socket(sock, server_side=True)
-            except OSError:
-                sock.close()
-                continue
-            sock.setblocking(False)
-            client = Client(sock)
-            self.clients[sock.fileno()] = client
-            self.sel.register(sock, selectors.EVENT_READ, client)
+    def wrap(self, sock: socket.socket) -> socket.socket | None:
+        """
+        The handshake, blocking (before any load), then non-blocking.
+        """
+        sock.settimeout(10)
+        try:
+            sock = self.context.wrap_socket(sock, server_side=True)
+        except OSError:
+            sock.close()
+            return None
+        sock.setblocking(False)
+        return sock
 
 
 def main(argv: list[str] | None = None) -> None:
