@@ -336,18 +336,32 @@ class Blaster:
                     self.write(client)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def argumentParser(description: str) -> argparse.ArgumentParser:
+    """
+    The blaster's flags (the TLS blaster adds its own to them).
+    """
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--protocol", choices=("line", "irc", "ws"), default="line")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of blasting")
     parser.add_argument("--block", type=int, default=1000, help="messages per pre-encoded block")
     parser.add_argument("--mode", choices=("blast", "relay"), default="blast")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def serve(blaster: Blaster, port: int) -> None:
+    """
+    Run C{blaster} on C{port} until its duration is over (or Ctrl-C).
+    """
     try:
-        Blaster(args.protocol, args.duration, args.block, args.mode == "relay").serve(args.port)
+        blaster.serve(port)
     except KeyboardInterrupt:
         sys.exit(0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = argumentParser(__doc__.split("\n\n")[0]).parse_args(argv)
+    serve(Blaster(args.protocol, args.duration, args.block, args.mode == "relay"), args.port)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,11 @@ buffer), which is what OpenSSL asks of a retried write.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import socket
 import ssl
-import sys
 
-from benchmarks.blaster import Blaster
+from benchmarks.blaster import Blaster, argumentParser, serve
 
 
 class NonBlockingTLSSocket(ssl.SSLSocket):
@@ -68,23 +66,17 @@ class TLSBlaster(Blaster):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argumentParser(__doc__.split("\n\n")[0])
     parser.add_argument("--tls", required=True, help="CERT,KEY: the certificate and its key")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--protocol", choices=("line", "irc", "ws"), default="line")
-    parser.add_argument("--duration", type=float, default=60.0, help="seconds of blasting")
-    parser.add_argument("--block", type=int, default=1000, help="messages per pre-encoded block")
-    parser.add_argument("--mode", choices=("blast", "relay"), default="blast")
     args = parser.parse_args(argv)
+    if args.tls.count(",") != 1:
+        parser.error("--tls: expected CERT,KEY")
     cert, key = args.tls.split(",")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     context.sslsocket_class = NonBlockingTLSSocket
     blaster = TLSBlaster(context, args.protocol, args.duration, args.block, args.mode == "relay")
-    try:
-        blaster.serve(args.port)
-    except KeyboardInterrupt:
-        sys.exit(0)
+    serve(blaster, args.port)
 
 
 if __name__ == "__main__":
