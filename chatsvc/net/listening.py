@@ -10,13 +10,20 @@ loopback, then how to reach it (L{connectHint}: C{chat: connect with:
 chatsvc-client -p tls:localhost:6697:trustRoots=DIR}).  On stop it stops
 listening first, then closes its connections with a notice
 (L{chatsvc.net.lineproto.LineFactory.closeAll}).
+
+With C{reusePort} (L{ListenService.reusePort}), a TCP or TLS port is
+bound with C{SO_REUSEPORT}, so that several processes on one machine can
+listen on the same port and the kernel hands each new connection to one
+of them (the cluster mode of C{twistd chat --redis}).
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import resource
+import socket
 import sys
 
 from twisted.application import service
@@ -42,6 +49,10 @@ DEFAULT_BACKLOG = 1024
 #: Where Twisted's server endpoint parsers take C{backlog} as a positional
 #: argument (after the port), as in L{chatsvc.net.options.namesInterface}.
 _BACKLOG_POSITION = {"tcp": 2, "tcp6": 1, "ssl": 5}
+
+#: Endpoint kinds whose port L{ListenService.reusePort} shares: TCP, and
+#: TLS over TCP.  Any other kind listens as it always does.
+REUSE_PORT_KINDS = frozenset({"tcp", "tcp6", "ssl"})
 
 #: What the C{listening on} line calls the transport of each kind of
 #: description: an C{ssl:} port's address says C{TCP}, but it speaks TLS.
@@ -281,6 +292,87 @@ def announceListening(reactor, label: str, where: str, hint: str | None = None) 
         )
 
 
+def listenReusingPort(reactor, port: int, factory, backlog: int = 50, interface: str = ""):
+    """
+    Listen like C{reactor.listenTCP(port, factory, backlog, interface)},
+    on a socket with C{SO_REUSEPORT} set before it is bound, so that other
+    sockets that set it too (other processes of the same user) may listen
+    on the same port.
+
+    No reactor offers that yet (Twisted 26.10's C{tcp.makeBinding} takes
+    C{reusePort}, but C{IReactorTCP2}, whose C{listenTCP} would accept
+    it, is provided by no reactor), so the socket is made, bound and set
+    listening here, as C{twisted.internet.tcp.Port} does it
+    (C{SO_REUSEADDR}, non-blocking; an IPv6 interface, C{::} included,
+    gives an IPv6 socket and is resolved numerically so that a scope such
+    as C{fe80::1%eth0} is honoured), and handed to the reactor with
+    C{adoptStreamPort}, which keeps a duplicate of it: our copy is closed.
+
+    A port already bound without C{SO_REUSEPORT} (or by another user)
+    cannot be shared: that fails as C{listenTCP} fails, with
+    C{CannotListenError} (C{Address already in use}).
+
+    @return: the C{IListeningPort}: its C{getHost} and C{stopListening}
+        are those of any TCP port.
+    """
+    from twisted.internet.abstract import isIPv6Address
+    from twisted.internet.error import CannotListenError
+
+    reuse = getattr(socket, "SO_REUSEPORT", None)
+    if reuse is None:
+        why = OSError(errno.ENOPROTOOPT, "SO_REUSEPORT is not supported on this system")
+        raise CannotListenError(interface, port, why)
+    family = socket.AF_INET6 if isIPv6Address(interface) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, reuse, 1)
+        if family == socket.AF_INET6:
+            numeric = socket.AI_NUMERICHOST | socket.AI_NUMERICSERV
+            address = socket.getaddrinfo(interface, port, family, socket.SOCK_STREAM, 0, numeric)
+            address = address[0][4]
+        else:
+            address = (interface, port)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as e:
+        sock.close()
+        raise CannotListenError(interface, port, e) from e
+    try:
+        return reactor.adoptStreamPort(sock.fileno(), family, factory)
+    finally:
+        sock.close()
+
+
+class ReusePortReactor:
+    """
+    The reactor that C{serverFromString}'s TCP and TLS endpoints are given
+    when a service shares its port: their C{listenTCP} and C{listenSSL}
+    (the only reactor methods those endpoints call) listen through
+    L{listenReusingPort}.
+
+    So Twisted still parses the description (port, C{interface},
+    C{backlog}, and for C{ssl:} the key, certificate, method, chain and
+    Diffie-Hellman parameters, into its context factory), and nothing
+    here reads an endpoint's private attributes.  TLS is layered as the
+    reactor's own C{listenSSL} layers it: a C{TLSMemoryBIOFactory} in
+    server mode around the factory.
+    """
+
+    def __init__(self, reactor) -> None:
+        self.reactor = reactor
+
+    def listenTCP(self, port: int, factory, backlog: int = 50, interface: str = ""):
+        return listenReusingPort(self.reactor, port, factory, backlog, interface)
+
+    def listenSSL(self, port: int, factory, contextFactory, backlog: int = 50, interface: str = ""):
+        from twisted.protocols.tls import TLSMemoryBIOFactory
+
+        tls = TLSMemoryBIOFactory(contextFactory, False, factory)
+        return listenReusingPort(self.reactor, port, tls, backlog, interface)
+
+
 class PortService(service.Service):
     """
     What every chatsvc listener shares: bind in C{privilegedStartService}
@@ -347,7 +439,20 @@ class ListenService(PortService):
     @ivar localOnly: for a service meant for this host only, why: once
         bound beyond loopback (or where the address cannot tell), a
         warning naming the address and this reason is logged.
+    @ivar reusePort: share the port with other processes: a C{tcp:},
+        C{tcp6:} or C{ssl:} description (L{REUSE_PORT_KINDS}) is bound
+        with C{SO_REUSEPORT} (L{listenReusingPort}), so several processes
+        of the same user listen on one port and the kernel gives each new
+        connection to one of them.  It must be set on every one of them:
+        a port held by a listener without it is in use, the usual
+        one-line error.  Other kinds (C{unix:}, C{systemd:}, plugins')
+        ignore it and listen as usual.  Linux resets the connections
+        still waiting in the queue of a socket that stops listening,
+        unless C{net.ipv4.tcp_migrate_req} is 1: a process leaving the
+        group may drop a few connects that were not yet accepted.
     """
+
+    reusePort = False
 
     def __init__(
         self,
@@ -358,6 +463,7 @@ class ListenService(PortService):
         notice: str | None = None,
         backlog: int = DEFAULT_BACKLOG,
         localOnly: str | None = None,
+        reusePort: bool = False,
     ) -> None:
         self.description = description
         self.factory = factory
@@ -366,6 +472,7 @@ class ListenService(PortService):
         self.reactor = reactor
         self.backlog = backlog
         self.localOnly = localOnly
+        self.reusePort = reusePort
         self.grace: float | None = None
 
     def where(self) -> str:
@@ -400,7 +507,10 @@ class ListenService(PortService):
         from twisted.internet import endpoints
 
         description = withBacklog(self.description, self.backlog)
-        endpoint = endpoints.serverFromString(self._reactor(), description)
+        reactor = self._reactor()
+        if self.reusePort and splitDescription(description)[0] in REUSE_PORT_KINDS:
+            reactor = ReusePortReactor(reactor)
+        endpoint = endpoints.serverFromString(reactor, description)
         outcome = []
         endpoint.listen(self.factory).addBoth(outcome.append)
         if not outcome:  # an endpoint that listens later: report failures then
