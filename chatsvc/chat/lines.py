@@ -91,6 +91,12 @@ class ChatLineProtocol(LineProtocol):
         else:
             self.write(data)
 
+    def evicted(self, why: str) -> None:
+        """
+        The hub took this member's name away: the session says why.
+        """
+        self.session.evicted(why)
+
     def fanout(self):
         """
         L{IBatchedListener}: room messages from others are this

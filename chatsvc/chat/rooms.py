@@ -25,6 +25,7 @@ import itertools
 import uuid
 from collections import deque
 
+from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from chatsvc.chat import events
@@ -205,6 +206,10 @@ class Hub:
         self.state = state if state is not None else LocalState()
         self.bus = bus if bus is not None else LocalBus()
         self.bus.attach(self)
+        #: The bus gives room messages their ids and keeps them (a cluster
+        #: bus, through Redis): they are recorded here as they are
+        #: delivered, on every node, not as they are said.
+        self.sequenced = getattr(self.bus, "sequenced", False)
         self.historyLimit = historyLimit
         self.nodeId = nodeId if nodeId is not None else uuid.uuid4().hex[:12]
         self._ids = itertools.count(1)
@@ -229,9 +234,14 @@ class Hub:
 
     # -- names ---------------------------------------------------------
 
-    def login(self, name: str, listener) -> Member:
+    def login(self, name: str, listener) -> Member | Deferred:
         """
         Take a name for a new member (in no room yet).
+
+        With a shared state (a cluster) the claim is decided elsewhere:
+        the result is then a Deferred that fires with the member or fails
+        with L{NameTaken}.  The caller holds its user's input meanwhile,
+        and calls L{quit} with the member if its user went away first.
 
         @raise InvalidName: the name breaks the rules.
         @raise NameTaken: someone holds it, or a name too much like it.
@@ -239,21 +249,34 @@ class Hub:
         name = checkName(name)
         member = Member(name, listener, f"{self.nodeId}:{next(self._ids)}")
         holder = self.state.claim(member.id, name, member.keys)
+        if isinstance(holder, Deferred):
+            return holder.addCallback(self._claimed, member)
+        return self._claimed(holder, member)
+
+    def _claimed(self, holder: str | None, member: Member) -> Member:
         if holder is not None:
-            raise NameTaken(f"the name {name} is taken (by {holder})")
+            raise NameTaken(f"the name {member.name} is taken (by {holder})")
         self.members[member.id] = member
         self._byKey[member.keys[0]] = member
         return member
 
-    def rename(self, member: Member, newName: str) -> None:
+    def rename(self, member: Member, newName: str) -> None | Deferred:
         """
-        Change C{member}'s name; every room it is in hears of it.
+        Change C{member}'s name; every room it is in hears of it.  A
+        Deferred when the claim is decided elsewhere (see L{login}).
         """
         newName = checkName(newName)
         newKeys = nameKeys(newName)
         holder = self.state.rename(member.id, newName, newKeys)
+        if isinstance(holder, Deferred):
+            return holder.addCallback(self._renamed, member, newName, newKeys)
+        return self._renamed(holder, member, newName, newKeys)
+
+    def _renamed(self, holder: str | None, member: Member, newName: str, newKeys) -> None:
         if holder is not None:
             raise NameTaken(f"the name {newName} is taken (by {holder})")
+        if self.members.get(member.id) is not member:
+            return  # it left while the claim was decided; quit released it
         oldName = member.name
         if self._byKey.get(member.keys[0]) is member:
             del self._byKey[member.keys[0]]
@@ -377,6 +400,33 @@ class Hub:
             del self._byKey[member.keys[0]]
         self.state.release(member.id)
 
+    def evict(self, member: Member, why: str) -> None:
+        """
+        Disconnect C{member}: it lost its name (a cluster found someone
+        else had taken it while this node was cut off).  Its adapter says
+        why (C{evicted}) and closes.  The other nodes never knew it by
+        that name, so only this node's rooms, which saw it join, see it
+        leave.
+        """
+        evicted = getattr(member.listener, "evicted", None)
+        if evicted is not None:
+            evicted(why)
+        rooms = list(member.rooms.values())
+        self.quit(member, "evicted", announce=False)
+        # Its rooms on this node saw it join: they see it go.
+        now = self.clock.seconds()
+        for room in rooms:
+            self.deliver(
+                Event(
+                    events.LEAVE,
+                    room.name,
+                    member.name,
+                    "quit: its name was taken elsewhere in the cluster",
+                    ts=now,
+                    origin=member.id,
+                )
+            )
+
     def who(self, name: str) -> tuple[str, list[str]]:
         """
         The room's name as shown and its members' names.
@@ -428,6 +478,13 @@ class Hub:
         if member not in room.members:
             raise NotInRoom(f"you are not in #{room.name}")
         text = harmless(text)
+        if self.sequenced:
+            # The bus gives the id, keeps it, and delivers it back here.
+            event = Event(
+                kind, room.name, member.name, text, ts=self.clock.seconds(), origin=member.id
+            )
+            self._publish(event)
+            return event
         event = Event(
             kind,
             room.name,
@@ -505,14 +562,22 @@ class Hub:
                 sender.deliver(event)
             return
         room = self.rooms.get(roomKey(event.room))
-        if room is None:
-            return
         if event.kind in _ROOM_TALK:
+            if self.sequenced:
+                if room is None:
+                    room = self._localRoom(roomKey(event.room), event.room)
+                room.recent.append(event)
+                if not room.members:
+                    return
+            elif room is None:
+                return
             # No Python per recipient (chatsvc.chat.fanout).
             fanout = room.fanout
             if fanout is None:
                 fanout = room.fanout = RoomFanout(room.members)
             fanout.deliver(event)
+            return
+        if room is None:
             return
         targets = room.targets
         if targets is None:

@@ -14,6 +14,7 @@ status 0 (L{ExitCleanly}).
 from __future__ import annotations
 
 import re
+import uuid
 
 from twisted.application import service
 from twisted.internet import defer
@@ -102,6 +103,31 @@ class Options(ServiceOptions):
             "(comma-separated, e.g. https://example.org; '*' allows any).",
         ],
         [
+            "redis",
+            None,
+            None,
+            "Join a cluster through Redis at this URL (redis://[:PASSWORD@]HOST[:PORT][/DB] "
+            "or unix:///PATH[?db=N]): every process given the same URL serves one chat "
+            "network (names, rooms, /who, /msg and history are shared; the history is kept "
+            "in Redis, not in --history). Processes on one machine may share --port "
+            "(SO_REUSEPORT). Off unless given: one process needs nothing else.",
+        ],
+        [
+            "cluster-timeout",
+            None,
+            "10",
+            "With --redis: seconds after which a node that stopped answering is taken for "
+            "dead and its users are released (its heartbeat is every quarter of this; Redis "
+            "not answering within a quarter of this counts as Redis lost).",
+        ],
+        [
+            "cluster-queue",
+            None,
+            "10000",
+            "With --redis: operations kept while Redis is out of reach (messages, leaves, "
+            "topics), sent when it is back; more are dropped and counted.",
+        ],
+        [
             "login-timeout",
             None,
             str(ChatLimits.loginTimeout),
@@ -164,6 +190,20 @@ class Options(ServiceOptions):
                 )
         if not self["history"].strip():
             raise usage.UsageError("--history: needs a file name or :memory:")
+        self["cluster-timeout"] = seconds("--cluster-timeout", self["cluster-timeout"], 1)
+        self["cluster-queue"] = integer("--cluster-queue", self["cluster-queue"], 0)
+        if self["redis"] is not None:
+            from chatsvc.cluster.node import parseRedisURL  # only with --redis
+
+            try:
+                self["redis"] = parseRedisURL(self["redis"])
+            except ValueError as e:
+                raise usage.UsageError(f"--redis: {e}") from None
+            if self["history"] != DEFAULT_HISTORY:
+                raise usage.UsageError(
+                    "--history and --redis: a cluster keeps its history in Redis; "
+                    "leave --history out"
+                )
 
 
 class ChatService(service.MultiService):
@@ -171,12 +211,28 @@ class ChatService(service.MultiService):
     The chat server: history store, hub and listeners.
     """
 
-    def __init__(self, hub: Hub, history) -> None:
+    def __init__(self, hub: Hub, history, cluster=None) -> None:
         super().__init__()
         self.hub = hub
         self.history = history
+        #: The L{ClusterNode<chatsvc.cluster.node.ClusterNode>} with
+        #: C{--redis}: the listeners start once it has joined.
+        self.cluster = cluster
+        self._joined = False
 
     def privilegedStartService(self) -> None:
+        if self.cluster is not None:
+            from chatsvc.cluster.node import RedisRefused, preflight
+
+            address = self.cluster.address
+            try:
+                preflight(address, max(1.0, self.cluster.timeout / 2))
+            except RedisRefused as e:
+                startupError(f"twistd chat: cannot use Redis at {address}: {e}")
+                raise SystemExit(1) from None
+            # The listeners bind once this node is in the cluster (startService).
+            service.Service.privilegedStartService(self)
+            return
         try:
             if hasattr(self.history, "open"):
                 self.history.open()
@@ -189,10 +245,37 @@ class ChatService(service.MultiService):
             raise SystemExit(1) from None
         super().privilegedStartService()
 
+    def startService(self) -> None:
+        if self.cluster is None:
+            super().startService()
+            return
+        service.Service.startService(self)
+        self.cluster.start().addCallback(self._clusterJoined)
+
+    def _clusterJoined(self, _) -> None:
+        if not self.running:
+            return
+        self.hub.restore()
+        self._joined = True
+        log.info(
+            "chat: node {node} is in the cluster at {address}",
+            node=self.hub.nodeId,
+            address=str(self.cluster.address),
+        )
+        for child in self:
+            child.privilegedStartService()
+            child.startService()
+
     @defer.inlineCallbacks
     def stopService(self):
         log.info("chat: shutting down")
+        if self.cluster is not None and not self._joined:
+            service.Service.stopService(self)
+            yield self.cluster.stop()
+            return
         yield super().stopService()
+        if self.cluster is not None:
+            yield self.cluster.stop()
         yield self.history.stop()
         log.info("chat: history written, stopped")
 
@@ -246,15 +329,33 @@ def makeService(options: Options) -> ChatService:
     from twisted.internet import reactor
 
     raiseFileLimit()
-    path = options["history"]
-    history = MemoryHistory() if path == MEMORY else SQLiteHistory(path, reactor)
-    hub = Hub(reactor, history)
+    cluster = None
+    if options["redis"] is not None:
+        from chatsvc.cluster.node import ClusterNode  # txredisapi only with --redis
+
+        nodeId = uuid.uuid4().hex[:12]
+        cluster = ClusterNode(
+            options["redis"],
+            reactor,
+            nodeId,
+            timeout=options["cluster-timeout"],
+            queueLimit=options["cluster-queue"],
+        )
+        history = cluster.history
+        hub = Hub(reactor, history, bus=cluster, state=cluster.state, nodeId=nodeId)
+    else:
+        path = options["history"]
+        history = MemoryHistory() if path == MEMORY else SQLiteHistory(path, reactor)
+        hub = Hub(reactor, history)
     limits = options["limits"]
     factory = ChatFactory(hub, limits, reactor)
-    top = ChatService(hub, history)
+    top = ChatService(hub, history, cluster)
+    # Several nodes of a cluster on one machine may share the ports.
+    reusePort = cluster is not None
     listener = ListenService(
         options["port"], factory, "chat", reactor, notice="server shutting down"
     )
+    listener.reusePort = reusePort
     listener.grace = SHUTDOWN_GRACE
     listener.setServiceParent(top)
     factories = {"chat": factory}
@@ -270,6 +371,7 @@ def makeService(options: Options) -> ChatService:
             serverName=options["irc-name"],
         )
         gateway = GatewayService(options["irc"], irc, "irc", reactor, notice="server shutting down")
+        gateway.reusePort = reusePort
         gateway.grace = SHUTDOWN_GRACE
         gateway.lineFactory = factory
         gateway.setServiceParent(top)
@@ -287,6 +389,7 @@ def makeService(options: Options) -> ChatService:
         )
         web.gateways = factory.gateways
         gateway = GatewayService(options["web"], web, "web", reactor, notice="server shutting down")
+        gateway.reusePort = reusePort
         gateway.grace = SHUTDOWN_GRACE
         gateway.lineFactory = factory
         gateway.setServiceParent(top)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
@@ -423,15 +424,47 @@ class ChatSession:
         room = words[1] if len(words) == 2 else DEFAULT_ROOM
         try:
             room = checkRoom(room)
-            member = self.hub.login(name, self.listener)
-        except ChatError as e:
-            if e.code == "reuse":
-                self._reply("reuse", f"{e}; send another name")
-            else:
-                self._error(e.code, str(e))
+            result = self.hub.login(name, self.listener)
+        except (ChatError, InvalidName) as e:
+            self._loginRefused(e)
             return
-        except InvalidName as e:
+        if isinstance(result, Deferred):
+            # A cluster decides the claim: no line is read meanwhile.
+            self.sink.holdInput("claim")
+            result.addCallback(self._loggedIn, room)
+            result.addErrback(self._claimFailed, self._loginRefused)
+            result.addBoth(self._claimSettled)
+            return
+        self._loggedIn(result, room)
+
+    def _loginRefused(self, e: Exception) -> None:
+        if isinstance(e, InvalidName):
             self._error("invalid", f"{e}; send NAME [ROOM]")
+        elif e.code == "reuse":
+            self._reply("reuse", f"{e}; send another name")
+        else:
+            self._error(e.code, str(e))
+
+    def _claimFailed(self, failure, refused) -> None:
+        """
+        A claim that was decided elsewhere failed: refused by the rules
+        (C{refused} says so), or not decided at all.
+        """
+        if failure.check(ChatError, InvalidName):
+            if not self.closed:
+                refused(failure.value)
+            return
+        log.failure("chat: a name claim was not decided", failure)
+        if not self.closed:
+            self._error("unavailable", "the name could not be claimed now; try again")
+
+    def _claimSettled(self, _) -> None:
+        self.sink.releaseInput("claim")
+
+    def _loggedIn(self, member, room: str) -> None:
+        if self.closed:
+            # The user went away while the claim was decided.
+            self.hub.quit(member, self.leaveReason, announce=False)
             return
         self.member = member
         self._own()
@@ -564,7 +597,21 @@ class ChatSession:
             self._error("usage", "usage: /nick NAME")
             return
         old = self.member.name
-        self.hub.rename(self.member, argument)
+        result = self.hub.rename(self.member, argument)
+        if isinstance(result, Deferred):
+            self.sink.holdInput("claim")
+            result.addCallback(lambda _: self._renamed(old))
+            result.addErrback(self._claimFailed, self._commandRefused)
+            result.addBoth(self._claimSettled)
+            return
+        self._renamed(old)
+
+    def _commandRefused(self, e: Exception) -> None:
+        self._error("invalid" if isinstance(e, InvalidName) else e.code, str(e))
+
+    def _renamed(self, old: str) -> None:
+        if self.member is None:
+            return
         log.info(
             "chat: {peer} renamed {old} to {name}",
             peer=self.peer,
@@ -631,7 +678,8 @@ class ChatSession:
         self._own()
         if member is not None:
             population = self.population
-            announce = population is None or not population.shuttingDown
+            # At shutdown nobody stays to hear, but in a cluster the others do.
+            announce = population is None or not population.shuttingDown or self.hub.sequenced
             room = self.room.name if self.room is not None else None
             self.hub.quit(member, self.leaveReason, announce=announce)
             log.info(
@@ -642,6 +690,16 @@ class ChatSession:
                 reason=self.leaveReason,
                 event="quit",
             )
+
+    def evicted(self, why: str) -> None:
+        """
+        The hub took this user's name away (L{Hub.evict}): say why and
+        close; the hub makes the member leave, unannounced.
+        """
+        self._logCut("evicted", why)
+        self.member = None
+        self._own()
+        self._close("error", why, code="reuse")
 
     def idleTimedOut(self, timeout: float) -> None:
         """

@@ -82,6 +82,12 @@ class IRCConnection(LineProtocol):
         else:
             session.deliverOther(event)
 
+    def evicted(self, why: str) -> None:
+        """
+        The hub took this member's name away: the session says why.
+        """
+        self.session.evicted(why)
+
     def fanout(self):
         """
         L{IBatchedListener}: room messages from others are the session's

@@ -27,6 +27,7 @@ import fnmatch
 import re
 import time
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from chatsvc import __version__
@@ -346,12 +347,39 @@ class IRCSession:
         if wanted == member.name:
             return
         try:
-            self.hub.rename(member, wanted)
-        except NameTaken:
-            self.numeric("ERR_NICKNAMEINUSE", wanted, "Nickname is already in use")
+            result = self.hub.rename(member, wanted)
+        except (NameTaken, InvalidName) as e:
+            self._nickRefused(wanted, e)
             return
-        except InvalidName as e:
+        if isinstance(result, Deferred):
+            # A cluster decides the claim: no line is read meanwhile.
+            self.sink.holdInput("claim")
+            result.addCallback(lambda _: self._renamed(member))
+            result.addErrback(self._claimFailed, wanted)
+            result.addBoth(self._claimSettled)
+            return
+        self._renamed(member)
+
+    def _nickRefused(self, wanted: str, e: Exception) -> None:
+        if isinstance(e, InvalidName):
             self.numeric("ERR_ERRONEUSNICKNAME", wanted, f"Erroneous nickname: {e}")
+        else:
+            self.numeric("ERR_NICKNAMEINUSE", wanted, "Nickname is already in use")
+
+    def _claimFailed(self, failure, wanted: str) -> None:
+        if self.closed:
+            return
+        if failure.check(NameTaken, InvalidName):
+            self._nickRefused(wanted, failure.value)
+            return
+        log.failure("irc: a nick claim was not decided", failure)
+        self.numeric("ERR_UNAVAILRESOURCE", wanted, "Nick could not be claimed now; try again")
+
+    def _claimSettled(self, _) -> None:
+        self.sink.releaseInput("claim")
+
+    def _renamed(self, member) -> None:
+        if self.member is not member:
             return
         if not member.rooms:
             # Nobody shares a room to hear it, so the Hub sent no event:
@@ -377,12 +405,22 @@ class IRCSession:
             return
         nick, self.nick = self.nick, None
         try:
-            member = self.hub.login(nick, self.sink if hasattr(self.sink, "deliver") else self)
-        except NameTaken:
-            self.numeric("ERR_NICKNAMEINUSE", nick, "Nickname is already in use")
+            result = self.hub.login(nick, self.sink if hasattr(self.sink, "deliver") else self)
+        except (NameTaken, InvalidName) as e:
+            self._nickRefused(nick, e)
             return
-        except InvalidName as e:
-            self.numeric("ERR_ERRONEUSNICKNAME", nick, f"Erroneous nickname: {e}")
+        if isinstance(result, Deferred):
+            self.sink.holdInput("claim")
+            result.addCallback(self._registered)
+            result.addErrback(self._claimFailed, nick)
+            result.addBoth(self._claimSettled)
+            return
+        self._registered(result)
+
+    def _registered(self, member) -> None:
+        if self.closed:
+            # The client went away while the claim was decided.
+            self.hub.quit(member, self.leaveReason, announce=False)
             return
         self.member, self.memberId = member, member.id
         self._oldName = member.name
@@ -938,6 +976,15 @@ class IRCSession:
         self.leaveReason = f"quit: {text}" if text else "quit"
         self.closeWith(f"Quit: {text}" if text else "Quit")
 
+    def evicted(self, why: str) -> None:
+        """
+        The hub took this client's nick away (L{Hub.evict}): its rooms
+        never heard of it, so it leaves unannounced, then ERROR.
+        """
+        self._logCut("evicted", why)
+        self.member = None
+        self.closeWith(why)
+
     def closeWith(self, why: str) -> None:
         """
         Leave the chat, send ERROR (IRC's last line) and close.
@@ -956,7 +1003,8 @@ class IRCSession:
         if member is None:
             return
         population = self.population
-        announce = population is None or not population.shuttingDown
+        # At shutdown nobody stays to hear, but in a cluster the others do.
+        announce = population is None or not population.shuttingDown or self.hub.sequenced
         self.hub.quit(member, self.leaveReason, announce=announce)
         log.info(
             "irc: {name} ({peer}) left the chat: {reason}",

@@ -289,6 +289,12 @@ class WebChat:
         else:
             self._transport.write(data)
 
+    def evicted(self, why: str) -> None:
+        """
+        The hub took this member's name away: the session says why.
+        """
+        self.session.evicted(why)
+
     def fanout(self):
         """
         L{IBatchedListener}: room messages from others are whole frames
