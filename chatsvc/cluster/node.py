@@ -475,14 +475,21 @@ class ClusterNode:
             self._scheduleRetry(e)
             return
         self._attempt = 0
-        if first:
-            self._synced = True
-            self._started.callback(None)
+        if self._stopping:
+            # Stopped while connecting: the stop found nothing to close.
+            self.up = False
+            self._command = self._reader = None
+            command.transport.loseConnection()
+            reader.transport.abortConnection()
+            return
         self._watch(command)
         self._watch(reader)
         self._read(reader, blockMs)
         if not self._heartbeat.running:
             self._heartbeat.start(self.timeout / 4, now=False)
+        if first:
+            self._synced = True
+            self._started.callback(None)
 
     @defer.inlineCallbacks
     def _synchronise(self, first: bool):
