@@ -256,6 +256,21 @@ class ServiceCollector:
         yield CounterMetricFamily(
             "chatsvc_deliveries", "Events handed to local members.", value=instruments.deliveries
         )
+        cluster = hub.bus if getattr(hub.bus, "sequenced", False) else None
+        if cluster is not None:
+            yield _gauge(
+                "chatsvc_cluster_up", "1 while the node's bus runs through Redis.", int(cluster.up)
+            )
+            yield _gauge(
+                "chatsvc_cluster_queue",
+                "Operations waiting for Redis to come back.",
+                cluster.queued,
+            )
+            yield CounterMetricFamily(
+                "chatsvc_cluster_dropped",
+                "Operations dropped because the queue for Redis was full.",
+                value=cluster.dropped,
+            )
 
     def _output(self):
         yield CounterMetricFamily(

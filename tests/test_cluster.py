@@ -89,6 +89,19 @@ def said(listener: FakeListener, room: str = "lobby") -> list[tuple[str, str, in
     ]
 
 
+def clusterMetrics(hub) -> dict[str, float]:
+    """
+    The cluster's figures on the metrics page (C{--metrics}).
+    """
+    from chatsvc.metrics import Instruments, ServiceCollector
+
+    return {
+        family.name: family.samples[0].value
+        for family in ServiceCollector({}, Instruments(), hub).collect()
+        if family.name.startswith("chatsvc_cluster")
+    }
+
+
 class NamesTests(ClusterTestCase):
     """
     Names are claimed in Redis, all keys or none: unique over the nodes.
@@ -258,6 +271,10 @@ class FailureTests(ClusterTestCase):
         self.assertEqual([t for _, t, _ in said(annHears)], [f"cut {i}" for i in range(5)])
         self.assertEqual([i for _, _, i in said(annHears)], [1, 2, 3, 4, 5])
         self.assertEqual(a.cluster.dropped, 2)
+        self.assertEqual(
+            clusterMetrics(a.hub),
+            {"chatsvc_cluster_up": 0, "chatsvc_cluster_queue": 3, "chatsvc_cluster_dropped": 2},
+        )
         await self.redis.restart()
         await waitFor(lambda: len(said(bobHears)) == 3, "the queued messages on b")
         self.assertEqual([t for _, t, _ in said(bobHears)], ["cut 0", "cut 1", "cut 2"])
@@ -267,6 +284,10 @@ class FailureTests(ClusterTestCase):
         self.assertEqual(said(annHears)[-1][1], "after")
         # Redis lost its data; ids still go on above every one given out.
         self.assertGreater(said(annHears)[-1][2], 5)
+        self.assertEqual(
+            clusterMetrics(a.hub),
+            {"chatsvc_cluster_up": 1, "chatsvc_cluster_queue": 0, "chatsvc_cluster_dropped": 2},
+        )
 
     async def test_nameClaimedTwiceInOutage(self):
         a, b = await self.startCluster(2)

@@ -324,6 +324,13 @@ class ClusterNode:
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = reactor
 
+    @property
+    def queued(self) -> int:
+        """
+        Operations waiting for Redis.
+        """
+        return len(self._queue)
+
     # -- IBus -----------------------------------------------------------------
 
     def attach(self, hub) -> None:
