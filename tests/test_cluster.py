@@ -18,6 +18,8 @@ from chatsvc.chat import events
 from chatsvc.chat.rooms import Hub, NameTaken
 from chatsvc.chat.service import Options
 from chatsvc.cluster.node import (
+    BACK_NOTICE,
+    DOWN_NOTICE,
     LOST_REASON,
     ClusterNode,
     RedisRefused,
@@ -31,6 +33,19 @@ from tests.support import waitFor
 
 #: Short, so that the reaper's tests are quick; the heartbeat is a quarter.
 TIMEOUT = 1.0
+
+
+class Listener(FakeListener):
+    """
+    A member's listener that also keeps the server's notices.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notices: list[str] = []
+
+    def notice(self, text: str) -> None:
+        self.notices.append(text)
 
 
 class Node:
@@ -53,7 +68,7 @@ class Node:
         return self
 
     async def login(self, name: str, room: str | None = "lobby"):
-        listener = FakeListener()
+        listener = Listener()
         member = await defer.maybeDeferred(self.hub.login, name, listener)
         if room is not None:
             self.hub.join(member, room)
@@ -265,6 +280,7 @@ class FailureTests(ClusterTestCase):
         bob, bobHears = await b.login("bob")
         await self.redis.kill()
         await waitFor(lambda: not a.cluster.up, "a to notice")
+        self.assertEqual(annHears.notices, [DOWN_NOTICE])
         for i in range(5):
             a.hub.say(alice, alice.rooms["lobby"], f"cut {i}")
         # Delivered here at once, with ids going on from the last known.
@@ -277,6 +293,7 @@ class FailureTests(ClusterTestCase):
         )
         await self.redis.restart()
         await waitFor(lambda: len(said(bobHears)) == 3, "the queued messages on b")
+        self.assertEqual(annHears.notices, [DOWN_NOTICE, BACK_NOTICE])
         self.assertEqual([t for _, t, _ in said(bobHears)], ["cut 0", "cut 1", "cut 2"])
         # a's members are not given them twice.
         a.hub.say(alice, alice.rooms["lobby"], "after")

@@ -400,6 +400,17 @@ class Hub:
             del self._byKey[member.keys[0]]
         self.state.release(member.id)
 
+    def notice(self, text: str) -> None:
+        """
+        Tell every member of this node something about the server itself
+        (a cluster node that lost Redis, and found it again): through its
+        adapter's C{notice}, an C{info:} line or an IRC server NOTICE.
+        """
+        for member in list(self.members.values()):
+            notice = getattr(member.listener, "notice", None)
+            if notice is not None:
+                notice(text)
+
     def evict(self, member: Member, why: str) -> None:
         """
         Disconnect C{member}: it lost its name (a cluster found someone

@@ -691,6 +691,14 @@ class ChatSession:
                 event="quit",
             )
 
+    def notice(self, text: str) -> None:
+        """
+        A word from the server to this user (L{Hub.notice}): an C{info:}
+        line.
+        """
+        if not self.closed:
+            self._info(text)
+
     def evicted(self, why: str) -> None:
         """
         The hub took this user's name away (L{Hub.evict}): say why and

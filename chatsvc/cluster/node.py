@@ -70,6 +70,13 @@ BUS = PREFIX + "bus"
 #: What the others see when a node is lost with its members.
 LOST_REASON = "quit: connection to its server lost"
 
+#: What this node's users are told when it loses Redis, and when it is back.
+DOWN_NOTICE = (
+    "this server lost touch with the rest of the chat network: until it is back, you "
+    "talk with the users of this server only, and what you say reaches the others then"
+)
+BACK_NOTICE = "this server is back in touch with the rest of the chat network"
+
 #: Operations a node replays after an outage; claims and entries are not
 #: among them: the node claims and enters again for every member it holds.
 _REPLAYED = frozenset({"publish", "leave", "release", "topic"})
@@ -586,6 +593,8 @@ class ClusterNode:
                 dropped=self.dropped - self._droppedAtDown,
                 event="cluster-up",
             )
+        if not first:
+            self.hub.notice(BACK_NOTICE)
         self._downSince = None
         self.up = True
 
@@ -792,6 +801,7 @@ class ClusterNode:
                 limit=self.queueLimit,
                 event="cluster-down",
             )
+            self.hub.notice(DOWN_NOTICE)
         self._scheduleRetry(None)
 
     def _scheduleRetry(self, why) -> None:

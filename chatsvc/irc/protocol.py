@@ -88,6 +88,12 @@ class IRCConnection(LineProtocol):
         """
         self.session.evicted(why)
 
+    def notice(self, text: str) -> None:
+        """
+        A word from the server to this member (the hub's L{notice}).
+        """
+        self.session.notice(text)
+
     def fanout(self):
         """
         L{IBatchedListener}: room messages from others are the session's

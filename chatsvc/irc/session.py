@@ -976,6 +976,14 @@ class IRCSession:
         self.leaveReason = f"quit: {text}" if text else "quit"
         self.closeWith(f"Quit: {text}" if text else "Quit")
 
+    def notice(self, text: str) -> None:
+        """
+        A word from the server to this client (L{Hub.notice}): a server
+        NOTICE.
+        """
+        if not self.closed:
+            self.send(formatLine(self.server, "NOTICE", self.me, text))
+
     def evicted(self, why: str) -> None:
         """
         The hub took this client's nick away (L{Hub.evict}): its rooms

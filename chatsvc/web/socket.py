@@ -295,6 +295,12 @@ class WebChat:
         """
         self.session.evicted(why)
 
+    def notice(self, text: str) -> None:
+        """
+        A word from the server to this member (the hub's L{notice}).
+        """
+        self.session.notice(text)
+
     def fanout(self):
         """
         L{IBatchedListener}: room messages from others are whole frames
