@@ -55,6 +55,8 @@ MODULES = (
     "chatsvc.web.socket",
     "chatsvc.irc.session",
     "chatsvc.irc.protocol",
+    "chatsvc.cluster.node",
+    "chatsvc.cluster.replica",
 )
 
 
