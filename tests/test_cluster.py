@@ -222,6 +222,21 @@ class BusTests(ClusterTestCase):
             redisCommand(self.redis.port, "XADD", "chatsvc:history:lobby", "0-3", "e", "x")
         self.assertIn("equal or smaller", str(caught.exception))
 
+    async def test_unreadableEntrySkipped(self):
+        """
+        Something else wrote to the bus: that entry is logged and skipped,
+        and the bus goes on.
+        """
+        a, b = await self.startCluster(2)
+        alice, _ = await a.login("alice")
+        bob, bobHears = await b.login("bob")
+        redisCommand(self.redis.port, "XADD", "chatsvc:bus", "*", "t", "ev", "e", "{not json")
+        redisCommand(self.redis.port, "XADD", "chatsvc:bus", "*", "t", "ev", "e", '{"kind": 3}')
+        a.hub.say(alice, alice.rooms["lobby"], "still here")
+        await waitFor(lambda: said(bobHears), "the message after")
+        self.assertEqual([t for _, t, _ in said(bobHears)], ["still here"])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError, TypeError, AttributeError)), 4)
+
     async def test_oneReaderPerNode(self):
         """
         Each node holds two connections, commands and the bus reader, and

@@ -748,27 +748,41 @@ class ClusterNode:
     def _entries(self, reply, reader) -> None:
         if reply is None or reader is not self._reader:
             return
-        hub, state, nodeId = self.hub, self.state, self.nodeId
         for entryId, fields in reply[0][1]:
             self._lastSeen = entryId
-            entry = dict(zip(fields[0::2], fields[1::2], strict=False))
-            kind = entry.get("t")
-            if kind == "ev":
-                event = Event.fromDict(json.loads(entry["e"]))
-                if entry.get("i"):
-                    event.id = int(entry["i"])
-                if entry.get("x") and event.origin in hub.members:
-                    continue  # reaped while alive here: it claims again
-                state.applyEvent(event)
-                if entry.get("d") != nodeId:
-                    hub.deliver(event)
-            elif kind == "cl":
-                state.applyClaim(entry["m"], entry["n"])
-            elif kind == "en":
-                state.applyEnter(entry["m"], entry["r"], entry["n"])
-            elif kind == "rl":
-                if entry["m"] not in hub.members:
-                    state.applyRelease(entry["m"])
+            try:
+                self._apply(dict(zip(fields[0::2], fields[1::2], strict=False)))
+            except Exception:
+                # Not ours to read (another program wrote to the bus, or a
+                # newer node): skipped, and the bus goes on.
+                log.failure(
+                    "cluster: skipped bus entry {entry} that this node cannot read",
+                    entry=entryId,
+                )
+
+    def _apply(self, entry: dict) -> None:
+        """
+        One entry of the bus: applied to the replica, and delivered here
+        unless this node delivered it already.
+        """
+        hub, state = self.hub, self.state
+        kind = entry.get("t")
+        if kind == "ev":
+            event = Event.fromDict(json.loads(entry["e"]))
+            if entry.get("i"):
+                event.id = int(entry["i"])
+            if entry.get("x") and event.origin in hub.members:
+                return  # reaped while alive here: it claims again
+            state.applyEvent(event)
+            if entry.get("d") != self.nodeId:
+                hub.deliver(event)
+        elif kind == "cl":
+            state.applyClaim(entry["m"], entry["n"])
+        elif kind == "en":
+            state.applyEnter(entry["m"], entry["r"], entry["n"])
+        elif kind == "rl":
+            if entry["m"] not in hub.members:
+                state.applyRelease(entry["m"])
 
     # -- losing Redis, and coming back ------------------------------------------
 
