@@ -118,7 +118,8 @@ class Options(ServiceOptions):
             "10",
             "With --redis: seconds after which a node that stopped answering is taken for "
             "dead and its users are released (its heartbeat is every quarter of this; Redis "
-            "not answering within a quarter of this counts as Redis lost).",
+            "not answering within a quarter of this, or 1 second if more, counts as Redis "
+            "lost).",
         ],
         [
             "cluster-queue",
