@@ -838,6 +838,11 @@ class ClusterNode:
         if reader is not None and reader.transport is not None:
             reader.transport.abortConnection()
         if not self.up or command is None:
+            if self._queue:
+                log.warn(
+                    "cluster: stopping without Redis: {count} operations were not sent",
+                    count=len(self._queue),
+                )
             return defer.succeed(None)
         self.up = False
         d = self._eval(command, "retire", self.nodeId)
