@@ -54,6 +54,11 @@ CHATSVC = ["chatsvc", "chatsvc-irc", "chatsvc-web"]
 #: The same servers over TLS (not in a default run; name them in --server).
 TLS = ["chatsvc-tls", "chatsvc-irc-tls", "ngircd-tls"]
 
+#: chatsvc as a cluster (C{--redis}): one redis-server and 1, 2 or 4
+#: nodes sharing one port (SO_REUSEPORT), the line protocol
+#: (L{benchmarks.cluster_nodes}; measured by L{benchmarks.cluster}).
+CLUSTER = ["chatsvc-cluster1", "chatsvc-cluster2", "chatsvc-cluster4"]
+
 #: The password every IRC client of the generator uses where one is needed.
 PASSWORD = "bench"
 
@@ -76,6 +81,10 @@ CHATSVC_FLAGS = [
     "--login-timeout",
     "300",
 ]
+
+#: A cluster node's flags: the same, without a history store (a cluster
+#: keeps its history in Redis; --history and --redis exclude each other).
+CLUSTER_FLAGS = CHATSVC_FLAGS[2:]
 
 NGIRCD_CONF = """\
 # ngircd for benchmarks: loopback only, limits raised as far as the
@@ -143,6 +152,8 @@ class Server:
     @ivar relay: false for the blaster, which relays nothing.
     @ivar extra: more arguments for the command.
     @ivar tls: whether it listens with TLS (a certificate is made for it).
+    @ivar nodes: above 0, chatsvc as a cluster of this many processes on
+        one port, through a Redis of its own (L{benchmarks.cluster_nodes}).
     """
 
     name: str
@@ -152,14 +163,15 @@ class Server:
     relay: bool = True
     extra: tuple = ()
     tls: bool = False
+    nodes: int = 0
 
     @property
     def isChatsvc(self) -> bool:
         """
         Whether this is chatsvc itself (native protocol or a gateway, over
-        TCP or TLS).
+        TCP or TLS, one process or a cluster).
         """
-        return self.name.removesuffix("-tls") in CHATSVC
+        return self.name.removesuffix("-tls") in CHATSVC or self.nodes > 0
 
     @property
     def base(self) -> str:
@@ -195,9 +207,12 @@ class Server:
                 )
             (workdir / "ngircd.conf").write_text(conf)
 
-    def command(self, port: int, workdir: Path) -> tuple[list[str], dict]:
+    def command(
+        self, port: int, workdir: Path, redis: str = "redis://127.0.0.1:REDISPORT/0"
+    ) -> tuple[list[str], dict]:
         """
-        The command line and extra environment that start this server.
+        The command line and extra environment that start this server (for
+        a cluster: one node, joining the Redis at C{redis}).
         """
         py = str(VENV / "bin/python")
         if self.isChatsvc:
@@ -214,7 +229,8 @@ class Server:
                 listens = ["--port", "tcp:0:interface=127.0.0.1", gateway, listen]
             else:
                 listens = ["--port", listen]
-            args = ["-n", "--pidfile=", "chat", *listens, *CHATSVC_FLAGS]
+            flags = [*CLUSTER_FLAGS, "--redis", redis] if self.nodes else CHATSVC_FLAGS
+            args = ["-n", "--pidfile=", "chat", *listens, *flags]
             if PINNED:
                 # twistd from the exported tree: it comes first on sys.path,
                 # so its chatsvc (and its plugin file) is the one that runs.
@@ -335,6 +351,7 @@ SERVERS = {
     "relay-irc": Server("relay-irc", "irc", extra=("--mode", "relay")),
     "blaster-ws": Server("blaster-ws", "ws", relay=False),
     "relay-ws": Server("relay-ws", "ws", extra=("--mode", "relay")),
+    **{name: Server(name, "line", nodes=int(name[-1])) for name in CLUSTER},
 }
 # The generator over TLS: the same blasters behind TLS.
 for _name in list(SERVERS):
@@ -359,8 +376,17 @@ def _path(first: str | None) -> str:
 
 class Running:
     """
-    A started server: its process, port and directory.
+    A started server: its process, port and directory.  For a cluster
+    kind, a L{benchmarks.cluster_nodes.ClusterRunning} (Redis and every
+    node) with the same interface.
     """
+
+    def __new__(cls, server: Server, clients: int, extra: list[str] = ()):
+        if server.nodes:
+            from benchmarks.cluster_nodes import ClusterRunning
+
+            return ClusterRunning(server, clients, extra)
+        return super().__new__(cls)
 
     def __init__(self, server: Server, clients: int, extra: list[str] = ()) -> None:
         self.server = server
@@ -450,6 +476,11 @@ def commandLine(server: Server) -> str:
     argv, env = server.command(6667, Path("DIR"))
     words = [f"{k}={v}" for k, v in env.items()] + argv
     text = shlex.join(words).replace("6667", "PORT")
+    if server.nodes:
+        from benchmarks.cluster_nodes import redisArgv
+
+        redis = shlex.join(redisArgv(6379, "DIR")).replace("6379", "REDISPORT")
+        text = f"{redis} & {server.nodes} x {{ {text} & }}"
     if PINNED:
         text = text.replace(str(PINNED["tree"]), f"TREE-{PINNED['rev']}")
     return text.replace(str(HERE.parent) + "/", "").replace(str(Path.home()), "~")

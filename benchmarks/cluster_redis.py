@@ -1,0 +1,245 @@
+"""
+Redis alone, on this machine: the round trip a cluster node pays on every
+message, and what one publish and one read of the bus cost Redis, without
+chat nodes around it.  L{benchmarks.cluster} runs these before the loads;
+the figures feed the paper estimate in RESULTS.md.
+
+  - C{roundTrip}: a timed loop of PINGs (and of the publish script) from
+    one blocking client over loopback: the floor a node's message adds
+    to its latency.  Also C{redis-benchmark -t ping -c 1}, Redis's own
+    client, for comparison.
+  - C{publishCost}: the cluster's publish script (L{chatsvc.cluster.scripts})
+    run by C{redis-benchmark} from 4 connections pipelining 32 each, as
+    busy nodes would send it: Redis's CPU per publish from /proc (the
+    script plus reading the request and writing the reply), its
+    C{INFO commandstats} time per call (the script only), and the rate
+    Redis reached (it is single-threaded: this is what one Redis
+    carries, with no reader).
+  - C{readCost}: the bus read back the way a node reads it (C{XREAD COUNT
+    1000}, and C{COUNT 1} as a node reads at a low rate, one entry per
+    wake-up): Redis's CPU per entry per reader.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.cluster_nodes import REDIS_BENCHMARK, RedisClient, RedisServer
+from benchmarks.procstat import cpuSeconds
+
+#: A room message as a node hands it to the publish script (182 bytes of
+#: JSON, the generator's text; the id is given by the script).
+EVENT = json.dumps(
+    {
+        "kind": "message",
+        "room": "r0",
+        "name": "c0",
+        "text": "~M0:12345:1234567890123~ hello from the load generator",
+        "target": None,
+        "ts": 1764921600.123456,
+        "origin": "fa00b353f145:1",
+    }
+)
+ORIGIN = "fa00b353f145:1"
+BUS_LENGTH = 100000
+
+
+def _publishSha(client: RedisClient) -> str:
+    from chatsvc.cluster.scripts import SCRIPTS
+
+    source = SCRIPTS["publish"]
+    sha = client.call("SCRIPT", "LOAD", source)
+    assert sha == hashlib.sha1(source.encode()).hexdigest()
+    # The sender holds a name: the script checks that first.
+    client.call("HSET", f"chatsvc:member:{ORIGIN}", "name", "c0")
+    return sha
+
+
+def _publishArgs(sha: str) -> list[str]:
+    return ["EVALSHA", sha, "0", EVENT, "r0", "1", "", ORIGIN, str(BUS_LENGTH)]
+
+
+def _percentiles(samples: list[int]) -> dict:
+    samples.sort()
+    n = len(samples)
+    return {
+        "p50_us": round(samples[n // 2] / 1000, 1),
+        "p99_us": round(samples[min(n - 1, round(0.99 * (n - 1)))] / 1000, 1),
+        "mean_us": round(sum(samples) / n / 1000, 1),
+        "samples": n,
+    }
+
+
+def roundTrip(redis: RedisServer, count: int = 20000) -> dict:
+    """
+    PING and the publish script, one at a time from one client: the round
+    trip's p50, p99 and mean in microseconds.
+    """
+    client = RedisClient(redis.port)
+    out = {}
+    try:
+        sha = _publishSha(client)
+        for name, args in (("ping", ["PING"]), ("publish", _publishArgs(sha))):
+            request = client.encode(*args)
+            sock = client.sock
+            samples = []
+            for _ in range(count):
+                t = time.perf_counter_ns()
+                sock.sendall(request)
+                client.reply()
+                samples.append(time.perf_counter_ns() - t)
+            out[name] = _percentiles(samples)
+    finally:
+        client.close()
+    out["redis_benchmark_ping"] = redisBenchmarkPing(redis.port)
+    return out
+
+
+def redisBenchmarkPing(port: int, count: int = 50000) -> dict:
+    """
+    C{redis-benchmark -t ping -c 1 --csv}: one client, one request at a
+    time; its requests per second and latency percentiles (ms).
+    """
+    argv = [REDIS_BENCHMARK, "-h", "127.0.0.1", "-p", str(port), "-c", "1", "-n", str(count)]
+    argv += ["-t", "ping", "--csv"]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    # Progress lines end in a carriage return; the CSV is what is left.
+    lines = [x.rpartition("\r")[2] for x in out.stdout.splitlines()]
+    rows = list(csv.reader(x for x in lines if x.startswith('"')))
+    if len(rows) < 2 or rows[0][0] != "test":
+        return {"error": (out.stderr or out.stdout).strip()[-300:]}
+    return {row[0]: dict(zip(rows[0][1:], map(float, row[1:]), strict=True)) for row in rows[1:]}
+
+
+def publishCost(redis: RedisServer, count: int = 200000) -> dict:
+    """
+    The publish script pipelined as busy nodes send it: Redis's CPU per
+    publish (µs, /proc), its own time in the script (µs per call, INFO
+    commandstats), and publishes per second.
+    """
+    client = RedisClient(redis.port)
+    try:
+        sha = _publishSha(client)
+        client.call("CONFIG", "RESETSTAT")
+        cpu0, t0 = cpuSeconds(redis.pid), time.monotonic()
+        argv = [REDIS_BENCHMARK, "-h", "127.0.0.1", "-p", str(redis.port)]
+        argv += ["-c", "4", "-P", "32", "-n", str(count), "-q", *_publishArgs(sha)]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        cpu1, t1 = cpuSeconds(redis.pid), time.monotonic()
+        stats = client.commandStats()
+    finally:
+        client.close()
+    calls = stats.get("evalsha", {}).get("calls", 0)
+    return {
+        "publishes": int(calls),
+        "seconds": round(t1 - t0, 3),
+        "publishes_per_s": round(calls / (t1 - t0)),
+        "redis_cpu": round((cpu1 - cpu0) / (t1 - t0), 3),
+        "cpu_us_per_publish": round((cpu1 - cpu0) / calls * 1e6, 2) if calls else None,
+        "script_us_per_call": round(stats["evalsha"]["usec"] / calls, 2) if calls else None,
+        "redis_benchmark": done.stdout.strip().splitlines()[-1:] or done.stderr[-200:],
+    }
+
+
+def readCost(redis: RedisServer, batched: int = 400, single: int = 20000) -> dict:
+    """
+    The bus (filled by L{publishCost}) read back as a node reads it:
+    C{XREAD COUNT 1000} (a node under load gets up to 1000 entries a
+    read), C{batched} times, pipelined; and C{XREAD COUNT 1}, C{single}
+    times, one at a time (a node at a low rate wakes for each entry).
+    Redis's CPU per entry read (µs, /proc) and its own time per call
+    (commandstats).  One reader: N nodes cost N times this per entry.
+
+    Every read starts at the bus's first entry (an entry costs the same to
+    send whichever it is), so the replies are all as long as the first,
+    and the pipelined ones are read back without being parsed.
+    """
+    client = RedisClient(redis.port)
+    out = {}
+    try:
+        for count, times, pipelined in ((1000, batched, True), (1, single, False)):
+            request = client.encode("XREAD", "COUNT", count, "STREAMS", "chatsvc:bus", "0-0")
+            client.sock.sendall(request)
+            entries = len(client.reply()[0][1])
+            replyBytes = _replyLength(client, request) if pipelined else 0
+            client.call("CONFIG", "RESETSTAT")
+            cpu0, t0 = cpuSeconds(redis.pid), time.monotonic()
+            if pipelined:
+                client.sock.sendall(request * times)
+                remaining = replyBytes * times
+                while remaining:
+                    remaining -= len(client.sock.recv(min(remaining, 1 << 20)))
+            else:
+                for _ in range(times):
+                    client.sock.sendall(request)
+                    client.reply()
+            cpu1, t1 = cpuSeconds(redis.pid), time.monotonic()
+            stats = client.commandStats().get("xread", {"calls": 0, "usec": 0})
+            read = entries * times
+            out[f"count_{count}"] = {
+                "entries": read,
+                "seconds": round(t1 - t0, 3),
+                "cpu_us_per_entry": round((cpu1 - cpu0) / read * 1e6, 3),
+                "xread_us_per_call": round(stats["usec"] / max(1, stats["calls"]), 2),
+                "xread_us_per_entry": round(stats["usec"] / read, 3),
+            }
+    finally:
+        client.close()
+    return out
+
+
+def _replyLength(client: RedisClient, request: bytes) -> int:
+    """
+    The length in bytes of the reply to C{request} (sent once more and
+    read raw until it parses).
+    """
+    client.sock.sendall(request)
+    raw = b""
+    while True:
+        raw += client.sock.recv(1 << 20)
+        probe = RedisClient.__new__(RedisClient)
+        probe.sock, probe.buf = _NoSocket(), raw
+        try:
+            probe.reply()
+        except _Short:
+            continue
+        return len(raw) - len(probe.buf)
+
+
+class _Short(Exception):
+    pass
+
+
+class _NoSocket:
+    """
+    A socket with nothing more to read: parsing a partial reply stops.
+    """
+
+    def recv(self, size: int) -> bytes:
+        raise _Short()
+
+
+def measure() -> dict:
+    """
+    All three against one fresh Redis of our own.
+    """
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+        redis = RedisServer(Path(directory))
+        try:
+            return {
+                "round_trip": roundTrip(redis),
+                "publish": publishCost(redis),
+                "read": readCost(redis),
+            }
+        finally:
+            redis.stop()
+
+
+if __name__ == "__main__":
+    print(json.dumps(measure(), indent=1))
