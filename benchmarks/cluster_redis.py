@@ -50,10 +50,28 @@ ORIGIN = "fa00b353f145:1"
 BUS_LENGTH = 100000
 
 
-def _publishSha(client: RedisClient) -> str:
-    from chatsvc.cluster.scripts import SCRIPTS
+def publishScript() -> str:
+    """
+    The publish script the measured nodes run: the pinned chatsvc's
+    (C{--chatsvc-rev}) if there is one, else the work tree's.
+    """
+    from benchmarks.servers import PINNED
 
-    source = SCRIPTS["publish"]
+    if not PINNED:
+        from chatsvc.cluster.scripts import SCRIPTS
+
+        return SCRIPTS["publish"]
+    import importlib.util
+
+    path = Path(PINNED["tree"]) / "chatsvc/cluster/scripts.py"
+    spec = importlib.util.spec_from_file_location("_pinned_cluster_scripts", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.SCRIPTS["publish"]
+
+
+def _publishSha(client: RedisClient) -> str:
+    source = publishScript()
     sha = client.call("SCRIPT", "LOAD", source)
     assert sha == hashlib.sha1(source.encode()).hexdigest()
     # The sender holds a name: the script checks that first.
