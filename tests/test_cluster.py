@@ -15,6 +15,7 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from chatsvc.chat import events
+from chatsvc.chat.names import nameKeys
 from chatsvc.chat.rooms import Hub, NameTaken
 from chatsvc.chat.service import Options
 from chatsvc.cluster.node import (
@@ -29,7 +30,7 @@ from chatsvc.cluster.node import (
 from chatsvc.cluster.replica import ReplicaState
 from chatsvc.testing import FakeListener
 from tests.redisserver import freePort, redisCommand, skipUnlessRedis, startRedis
-from tests.support import waitFor
+from tests.support import waitFor, withDeadline
 
 #: Short, so that the reaper's tests are quick; the heartbeat is a quarter.
 TIMEOUT = 1.0
@@ -63,7 +64,7 @@ class Node:
         )
 
     async def start(self) -> Node:
-        await self.cluster.start()
+        await withDeadline(self.cluster.start(), "the node to join")
         self.hub.restore()
         return self
 
@@ -394,18 +395,27 @@ class ReplicaTests(unittest.TestCase):
         self.state.applyEvent(events.Event(events.LEAVE, "Lobby", "zed", origin="n3:1"))
         self.assertIsNone(self.state.who("lobby"))
 
-    def test_forgetOthersKeepsIdsAndTopics(self):
+    def test_othersByNode(self):
+        """
+        What a node writes back for the others after Redis lost its data.
+        """
         self.state.claim("me:1", "alice", ("alice",))
-        self.state.applyClaim("n2:1", "bob")
+        self.state.applyClaim("n2:1", "Bob")
+        self.state.applyClaim("n2:2", "carol")
+        self.state.applyClaim("n3:1", "dave")
         self.state.enter("lobby", "lobby", "me:1")
-        self.state.applyEvent(events.Event(events.JOIN, "lobby", "bob", origin="n2:1"))
-        self.state.applyEvent(events.Event(events.MESSAGE, "lobby", "bob", "hi", id=41))
-        self.state.setTopic("lobby", "lobby", "tea", "bob", 1.0)
-        self.state.forgetOthers({"me:1"})
-        self.assertEqual(self.state.who("lobby"), ("lobby", ["alice"]))
-        self.assertEqual(self.state.lastIds(), [("lobby", "lobby", 41)])
-        self.assertEqual(self.state.topic("lobby"), ("tea", "bob", 1.0))
-        self.assertEqual(self.state.nextId("lobby"), 42)
+        self.state.applyEvent(events.Event(events.JOIN, "Lobby", "Bob", origin="n2:1"))
+        self.state.applyEvent(events.Event(events.JOIN, "kitchen", "Bob", origin="n2:1"))
+        self.assertEqual(
+            self.state.othersByNode("me"),
+            {
+                "n2": [
+                    ("n2:1", "Bob", nameKeys("Bob"), [("lobby", "lobby"), ("kitchen", "kitchen")]),
+                    ("n2:2", "carol", nameKeys("carol"), []),
+                ],
+                "n3": [("n3:1", "dave", nameKeys("dave"), [])],
+            },
+        )
 
     def test_writesAreQueuedBehind(self):
         self.state.claim("me:1", "alice", ("alice",))

@@ -785,13 +785,9 @@ class RedisOutageTests(ClusterTestCase):
         Redis killed; while it is away node b is killed too; Redis comes
         back empty.  Node b never comes back to put its users in again,
         so they are gone: node a's users see each of them leave, as when
-        any node dies, within three timeouts, and /who agrees.
-
-        Fails now: node a forgets b's users without a word when it finds
-        Redis empty (ClusterNode._synchronise, ReplicaState.forgetOthers),
-        and their heartbeats went with Redis's data, so nothing ever
-        reaps them.  Node a's users, their IRC clients' nick lists and
-        their web pages keep two members /who no longer shows.
+        any node dies, within three timeouts, and /who agrees.  (Node a
+        writes back what it knew of b's users, and the reaper finds b
+        silent: ClusterNode._synchronise, scripts.RESTORE.)
         """
         a, b, members = await self.start()
         await self.redis.kill()

@@ -248,7 +248,7 @@ def preflight(address: RedisAddress, timeout: float) -> None:
                 if not answer.startswith((b"+", b":")):
                     raise RedisRefused("it does not answer as Redis does")
     except TimeoutError:
-        raise RedisRefused(f"no answer within {timeout:g} seconds") from None
+        raise RedisRefused(f"no answer within {timeout:g} s") from None
     except OSError as e:
         raise RedisRefused((e.strerror or str(e)).lower()) from None
 
@@ -536,7 +536,18 @@ class ClusterNode:
                 address=str(self.address),
                 event="cluster-data-lost",
             )
-            self.state.forgetOthers(set(self.hub.members))
+            # The others' members, as this node knew them, until their
+            # own nodes answer for them, or the reaper finds them gone.
+            for node, members in self.state.othersByNode(self.nodeId).items():
+                args = []
+                for memberId, name, keys, rooms in members:
+                    args += [
+                        memberId,
+                        name,
+                        "\n".join(keys),
+                        "\n".join(f"{key}\t{shown}" for key, shown in rooms),
+                    ]
+                yield self._eval(command, "restore", node, *args)
             self._lastSeen = "0-0"
         else:
             kept = yield command.execute_command("XRANGE", BUS, self._lastSeen, self._lastSeen)
@@ -821,7 +832,10 @@ class ClusterNode:
     def _scheduleRetry(self, why) -> None:
         if self._stopping or self._retry is not None:
             return
-        delay = min(10.0, 0.25 * 2 ** min(self._attempt, 10)) * random.uniform(0.8, 1.2)
+        # Capped at half the timeout, so that a node that was written
+        # back for (RESTORE) is back before the reaper would take it.
+        cap = min(10.0, self.timeout / 2)
+        delay = min(cap, 0.25 * 2 ** min(self._attempt, 10)) * random.uniform(0.8, 1.2)
         self._retry = self.reactor.callLater(delay, self._connect)
 
     def stop(self):

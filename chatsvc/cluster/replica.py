@@ -125,14 +125,22 @@ class ReplicaState(LocalState):
         if memberId in self._members:
             LocalState.enter(self, key, roomName, memberId)
 
-    def forgetOthers(self, keep) -> None:
+    def othersByNode(self, nodeId: str) -> dict[str, list[tuple[str, str, tuple, list]]]:
         """
-        Forget every member but those in C{keep} (this node's): after
-        Redis lost its data the other nodes put theirs back, on the bus.
-        Rooms, ids and topics stay.
+        What this copy knows of the other nodes' members, by node:
+        C{[(memberId, name, keys, [(roomKey, roomName)])]}, for writing
+        back into a Redis that lost its data.
         """
-        for memberId in [m for m in self._members if m not in keep]:
-            self.applyRelease(memberId)
+        rooms: dict[str, list[tuple[str, str]]] = {}
+        for key, room in self._rooms.items():
+            for memberId in room.members:
+                rooms.setdefault(memberId, []).append((key, room.name))
+        nodes: dict[str, list] = {}
+        for memberId, (name, keys) in self._members.items():
+            node = memberId.partition(":")[0]
+            if node != nodeId:
+                nodes.setdefault(node, []).append((memberId, name, keys, rooms.get(memberId, [])))
+        return nodes
 
     def topics(self) -> list[tuple[str, str, tuple[str, str, float]]]:
         """

@@ -230,6 +230,43 @@ redis.call('DEL', P .. 'node:' .. ARGV[1] .. ':members')
 return 1
 """
 
+#: ARGV: node id, then four per member: member id, name, its keys
+#: (LF-separated), its rooms (LF-separated C{key TAB name} lines).
+#: After Redis lost its data, a node that comes back writes what it knew
+#: of another node's members, unless that node is back already (then it
+#: answers for its own), with a heartbeat of now: a node that is alive
+#: takes its members over at its own return (same ids, so no conflict),
+#: and the reaper releases, with the usual LEAVEs, the members of one
+#: that died meanwhile.  Returns 1 if written, 0 if the node was back.
+RESTORE = """
+local node = ARGV[1]
+if redis.call('ZSCORE', P .. 'nodes', node) then return 0 end
+redis.call('ZADD', P .. 'nodes', nowMs(), node)
+for i = 2, #ARGV, 4 do
+  local mid, name, keys, rooms = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local mkey = P .. 'member:' .. mid
+  if redis.call('EXISTS', mkey) == 0 then
+    local held = {}
+    for _, k in ipairs(splitKeys(keys)) do
+      if redis.call('SET', P .. 'name:' .. k, mid, 'NX') then held[#held + 1] = k end
+    end
+    redis.call('HSET', mkey, 'name', name, 'keys', table.concat(held, '\\n'))
+    redis.call('SADD', P .. 'node:' .. node .. ':members', mid)
+    for _, line in ipairs(splitKeys(rooms)) do
+      local rkey, rname = string.match(line, '^([^\\t]*)\\t(.*)$')
+      local rk = P .. 'room:' .. rkey
+      redis.call('HSETNX', rk, 'name', rname)
+      redis.call('SADD', P .. 'rooms', rkey)
+      if not redis.call('ZSCORE', rk .. ':members', mid) then
+        redis.call('ZADD', rk .. ':members', redis.call('INCR', P .. 'seq'), mid)
+      end
+      redis.call('SADD', mkey .. ':rooms', rkey)
+    end
+  end
+end
+return 1
+"""
+
 #: No ARGV.  The whole shared state at one point of the bus:
 #: C{{last bus entry id, {member id, name, ...}, {{room key, name, last id,
 #: topic, setter, tts, member id...}, ...}}}.
@@ -272,6 +309,7 @@ SCRIPTS = {
         "topic": TOPIC,
         "heartbeat": HEARTBEAT,
         "retire": RETIRE,
+        "restore": RESTORE,
         "snapshot": SNAPSHOT,
     }.items()
 }
