@@ -8,6 +8,7 @@ separate processes (tests/test_cluster_process.py does that too).
 from __future__ import annotations
 
 import io
+import json
 import sys
 import uuid
 
@@ -187,6 +188,45 @@ class BusTests(ClusterTestCase):
         for _, member, _ in members:
             texts = [t for name, t, _ in first if name == member.name]
             self.assertEqual(texts, [f"{member.name} {r}" for r in range(4)])
+
+    async def test_oneTurnOneEntry(self):
+        """
+        What a node publishes in one reactor turn is one script call and
+        one entry on the bus, in the order published.
+        """
+        a, b = await self.startCluster(2)
+        alice, _ = await a.login("alice")
+        bob, bobHears = await b.login("bob")
+        await waitFor(lambda: len(a.hub.who("lobby")[1]) == 2, "bob on a")
+        for i in range(50):
+            a.hub.say(alice, alice.rooms["lobby"], f"m{i}")
+        await waitFor(lambda: len(said(bobHears)) == 50, "the messages")
+        self.assertEqual([t for _, t, _ in said(bobHears)], [f"m{i}" for i in range(50)])
+        batches = [
+            fields
+            for _, fields in redisCommand(self.redis.port, "XRANGE", "chatsvc:bus", "-", "+")
+            if fields[:2] == [b"t", b"eb"] and b'"m0"' in fields[3]
+        ]
+        self.assertEqual(len(batches), 1)
+        self.assertEqual(len(json.loads(batches[0][3])), 50)
+
+    async def test_sayThenQuitInOneTurn(self):
+        """
+        The member's name is released after its last words and its leave,
+        though those wait for the end of the turn: operations reach Redis
+        in the order they were made.
+        """
+        a, b = await self.startCluster(2)
+        alice, _ = await a.login("alice")
+        bob, bobHears = await b.login("bob")
+        await waitFor(lambda: len(a.hub.who("lobby")[1]) == 2, "bob on a")
+        a.hub.say(alice, alice.rooms["lobby"], "bye")
+        a.hub.quit(alice, "quit: gone")
+        await waitFor(lambda: events.LEAVE in bobHears.kinds(), "alice's leave")
+        self.assertEqual(
+            [(e.kind, e.text) for e in bobHears.events if e.name == "alice"][-2:],
+            [(events.MESSAGE, "bye"), (events.LEAVE, "quit: gone")],
+        )
 
     async def test_whoRoomsAndPrivateSeeTheCluster(self):
         a, b = await self.startCluster(2)

@@ -77,6 +77,9 @@ DOWN_NOTICE = (
 )
 BACK_NOTICE = "this server is back in touch with the rest of the chat network"
 
+#: The most events one publish call carries.
+BATCH_MAX = 256
+
 #: Operations a node replays after an outage; claims and entries are not
 #: among them: the node claims and enters again for every member it holds.
 _REPLAYED = frozenset({"publish", "leave", "release", "topic"})
@@ -165,29 +168,61 @@ class ClusterHistory:
         return defer.succeed(None)
 
 
+class _Watchdog:
+    """
+    Abort a Redis connection whose oldest command has had no answer for
+    C{timeout} seconds.  One timer per connection, looking at
+    txredisapi's queue of awaited replies, instead of txredisapi's timer
+    per command, which costs a C{callLater} and its cancel on every
+    message a node publishes.  It runs from the moment the connection is
+    made, so a Redis that accepts connections but never answers (stopped
+    with SIGSTOP) is caught during AUTH and SELECT too.
+    """
+
+    def __init__(self, connection, timeout: float, clock) -> None:
+        self.connection, self.timeout, self.clock = connection, timeout, clock
+        self._oldest = None
+        self._since = 0.0
+        self._loop = LoopingCall(self._check)
+        self._loop.clock = clock
+        self._loop.start(timeout / 4, now=False)
+        connection.whenDisconnected().addCallback(lambda _: self._loop.stop())
+
+    def _check(self) -> None:
+        waiting = self.connection.replyQueue.waiting
+        if not waiting:
+            self._oldest = None
+            return
+        now = self.clock.seconds()
+        if waiting[0] is not self._oldest:
+            self._oldest, self._since = waiting[0], now
+        elif now - self._since >= self.timeout and self.connection.transport is not None:
+            self.connection.transport.abortConnection()
+
+
 class _Factory(protocol.Factory):
     """
-    What txredisapi's protocol asks of its factory when AUTH or SELECT
-    fails at connect.
+    txredisapi connections with a L{_Watchdog}; and what txredisapi's
+    protocol asks of its factory when AUTH or SELECT fails at connect.
     """
 
     isLazy = False
     noisy = False
 
-    def __init__(self, address: RedisAddress, replyTimeout: float) -> None:
-        self.address, self.replyTimeout = address, replyTimeout
+    def __init__(self, address: RedisAddress, replyTimeout: float, clock) -> None:
+        self.address, self.replyTimeout, self.clock = address, replyTimeout, clock
         self.refused: str | None = None
 
     def buildProtocol(self, addr):
         proto = txredisapi.RedisProtocol(
             charset="utf-8",
             errors="replace",
-            replyTimeout=self.replyTimeout,
             password=self.address.password,
             dbid=self.address.db,
             convertNumbers=False,
         )
         proto.factory = self
+        proto.watchdog = _Watchdog(proto, self.replyTimeout, self.clock)
         return proto
 
     def stopTrying(self) -> None:
@@ -311,6 +346,9 @@ class ClusterNode:
         self.up = False
         self.dropped = 0
         self._queue: deque = deque()
+        #: This turn's events to publish, four values each (L{publish}).
+        self._batch: list = []
+        self._batchEvents: list[Event] = []
         self._queuedJoins: set[tuple[str, str]] = set()
         self._inflight: dict[int, tuple] = {}
         self._opSeq = 0
@@ -345,38 +383,52 @@ class ClusterNode:
 
     def publish(self, event: Event) -> None:
         """
-        Put C{event} on the bus.  Cut off from Redis, deliver it here now
-        (a room message with the next id this node knows of) and queue it.
+        Put C{event} on the bus: with the other events this node publishes
+        in the same reactor turn, as one script call and one bus entry
+        (L{scripts.PUBLISH_MANY}), so that a busy node pays Redis's round
+        trip, and every reader its parsing, once per turn, not once per
+        message.  Cut off from Redis, deliver it here now (a room message
+        with the next id this node knows of) and queue it.
         """
         data = event.toDict()
         del data["id"]
-        historic = event.kind in events.HISTORIC
+        historic = "1" if event.kind in events.HISTORIC else ""
         key = roomKey(event.room) if event.room is not None else ""
+        encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
         if self.up:
-            self.send(
-                "publish",
-                json.dumps(data),
-                key,
-                "1" if historic else "",
-                "",
-                event.origin or "",
-                self.busLength,
-            )
+            batch = self._batch
+            batch += (encoded, key, historic, event.origin or "")
+            self._batchEvents.append(event)
+            if len(batch) == 4:
+                self.reactor.callLater(0, self._flushBatch)
+            elif len(batch) >= 4 * BATCH_MAX:
+                self._flushBatch()
             return
         if historic:
             event.id = self.state.nextId(key)
         elif event.kind == events.JOIN:
             self._queuedJoins.add((event.origin, key))
-        self.send(
-            "publish",
-            json.dumps(data),
-            key,
-            "1" if historic else "",
-            self.nodeId,
-            event.origin or "",
-            self.busLength,
+        self._enqueue(
+            ("publish", (encoded, key, historic, self.nodeId, event.origin or "", self.busLength))
         )
         self.hub.deliver(event)
+
+    def _flushBatch(self) -> None:
+        """
+        Send the events published so far in this turn, if any: at the end
+        of the turn, and before any other operation, so that Redis sees
+        this node's operations in the order they were made.
+        """
+        batch, published = self._batch, self._batchEvents
+        if not batch:
+            return
+        self._batch, self._batchEvents = [], []
+        if not self.up:
+            # Lost meanwhile: delivered here and queued, as when cut off.
+            for event in published:
+                self.publish(event)
+            return
+        self.send("publishMany", "", self.busLength, *batch)
 
     # -- operations -------------------------------------------------------------
 
@@ -389,6 +441,8 @@ class ClusterNode:
         queued while Redis is away.  One that was sent but not answered
         when the connection went is queued again.
         """
+        if self._batch and op != "publishMany":
+            self._flushBatch()
         if not self.up:
             self._enqueue((op, args))
             return
@@ -414,7 +468,15 @@ class ClusterNode:
         )
 
     def _enqueue(self, entry: tuple) -> None:
-        if entry[0] not in _REPLAYED:
+        op, args = entry
+        if op == "publishMany":
+            # Sent, unanswered: each event waits as published (not delivered).
+            done, maxlen, batch = args[0], args[1], args[2:]
+            for i in range(0, len(batch), 4):
+                encoded, key, historic, origin = batch[i : i + 4]
+                self._enqueue(("publish", (encoded, key, historic, done, origin, maxlen)))
+            return
+        if op not in _REPLAYED:
             return
         if len(self._queue) >= self.queueLimit:
             self.dropped += 1
@@ -428,6 +490,8 @@ class ClusterNode:
         @return: a Deferred: L{None} (taken), or the shown name of who
             holds one of them.
         """
+        if self._batch:
+            self._flushBatch()
         d = self._eval(
             self._command,
             "claim",
@@ -459,8 +523,8 @@ class ClusterNode:
         replyTimeout = max(1.0, self.timeout / 4)
         blockMs = int(replyTimeout * 1000)
         endpoint = self.address.endpoint(self.reactor, connectTimeout)
-        factory = _Factory(self.address, replyTimeout)
-        readerFactory = _Factory(self.address, replyTimeout + blockMs / 1000)
+        factory = _Factory(self.address, replyTimeout, self.reactor)
+        readerFactory = _Factory(self.address, replyTimeout + blockMs / 1000, self.reactor)
         command = reader = None
         try:
             command = yield endpoint.connect(factory)
@@ -778,7 +842,15 @@ class ClusterNode:
         """
         hub, state = self.hub, self.state
         kind = entry.get("t")
-        if kind == "ev":
+        if kind == "eb":
+            delivered = entry.get("d") == self.nodeId
+            for item in json.loads(entry["b"]):
+                event = Event.fromDict(item["e"])
+                event.id = item["i"]
+                state.applyEvent(event)
+                if not delivered:
+                    hub.deliver(event)
+        elif kind == "ev":
             event = Event.fromDict(json.loads(entry["e"]))
             if entry.get("i"):
                 event.id = int(entry["i"])

@@ -22,7 +22,8 @@ Keys (all under the prefix C{chatsvc:}; the database is the URL's):
   - C{bus}: the stream every node reads (L{chatsvc.cluster.node}),
     trimmed to about C{maxlen} entries.  Its entries: C{t=ev} an event
     (C{e} its JSON without id, C{i} the id given, C{d} a node that
-    delivered it already, C{x=1} made by the reaper); C{t=cl} a name
+    delivered it already, C{x=1} made by the reaper); C{t=eb} several
+    events of one node's turn (L{PUBLISH_MANY}); C{t=cl} a name
     claimed (C{m}, C{n}); C{t=rl} a member gone (C{m}).
 
 A member id is C{NODE:N}: whose node holds a name is read off its id, and
@@ -163,6 +164,45 @@ if historic == '1' then
 end
 redis.call('XADD', P .. 'bus', 'MAXLEN', '~', maxlen, '*', 't', 'ev', 'e', json, 'i', id, 'd', done)
 return id
+"""
+
+#: ARGV: the node that delivered them already (or ''), bus maxlen, then
+#: four per event: its JSON (without id), room key, '1' if kept in the
+#: history, the sender's member id (or '').  L{PUBLISH} for several events
+#: at once, in their order, as one bus entry (C{t=eb}, C{b} a JSON array
+#: of C{{"i": id or null, "e": event}}): a busy node's events of one
+#: reactor turn.  The events of a sender that holds no name any more are
+#: dropped.  Returns how many were put on the bus.
+PUBLISH_MANY = """
+local done, maxlen = ARGV[1], ARGV[2]
+local parts, holds, known = {}, {}, {}
+for i = 3, #ARGV, 4 do
+  local json, rkey, historic, origin = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local holder = holds[origin]
+  if holder == nil then
+    holder = origin == '' or redis.call('EXISTS', P .. 'member:' .. origin) == 1
+    holds[origin] = holder
+  end
+  if holder then
+    local id = 'null'
+    if historic == '1' then
+      local rk = P .. 'room:' .. rkey
+      local n = redis.call('HINCRBY', rk, 'last', 1)
+      if not known[rkey] then
+        redis.call('SADD', P .. 'rooms', rkey)
+        known[rkey] = true
+      end
+      redis.call('XADD', P .. 'history:' .. rkey, '0-' .. n, 'e', json)
+      id = tostring(n)
+    end
+    parts[#parts + 1] = '{"i":' .. id .. ',"e":' .. json .. '}'
+  end
+end
+if #parts > 0 then
+  redis.call('XADD', P .. 'bus', 'MAXLEN', '~', maxlen, '*',
+             't', 'eb', 'b', '[' .. table.concat(parts, ',') .. ']', 'd', done)
+end
+return #parts
 """
 
 #: ARGV: room key, room name, text ('' clears), setter, ts.
@@ -306,6 +346,7 @@ SCRIPTS = {
         "enter": ENTER,
         "leave": LEAVE,
         "publish": PUBLISH,
+        "publishMany": PUBLISH_MANY,
         "topic": TOPIC,
         "heartbeat": HEARTBEAT,
         "retire": RETIRE,
