@@ -25,6 +25,7 @@ from chatsvc.cluster.node import (
     LOST_REASON,
     ClusterNode,
     RedisRefused,
+    _Watchdog,
     parseRedisURL,
     preflight,
 )
@@ -517,3 +518,84 @@ class AddressTests(unittest.TestCase):
         with self.assertRaises(RedisRefused) as caught:
             preflight(parseRedisURL(f"redis://127.0.0.1:{port}/0"), 2.0)
         self.assertEqual(str(caught.exception), "connection refused")
+
+
+class WatchdogTests(unittest.SynchronousTestCase):
+    """
+    The reply timeout: one timer per connection, on a test clock.
+    """
+
+    def setUp(self):
+        from twisted.internet.task import Clock
+
+        class TurnClock(Clock):
+            """
+            A clock that keeps C{callLater(0, ...)} for after the turn's
+            I/O (L{runSoon}), as the reactor runs a call made by a timer
+            in its next turn, after it has read the sockets.
+            """
+
+            def __init__(self):
+                super().__init__()
+                self.soon = []
+
+            def callLater(self, delay, f, *args, **kwargs):
+                if delay == 0:
+                    self.soon.append((f, args, kwargs))
+                    return None
+                return super().callLater(delay, f, *args, **kwargs)
+
+            def runSoon(self):
+                soon, self.soon = self.soon, []
+                for f, args, kwargs in soon:
+                    f(*args, **kwargs)
+
+        class Transport:
+            aborted = False
+
+            def abortConnection(self):
+                self.aborted = True
+
+        class Connection:
+            def __init__(self):
+                self.replyQueue = defer.DeferredQueue()
+                self.transport = Transport()
+                self.gone = defer.Deferred()
+
+            def whenDisconnected(self):
+                return self.gone
+
+        self.clock = TurnClock()
+        self.connection = Connection()
+        _Watchdog(self.connection, 2.0, self.clock)
+
+    def wait(self):
+        d = self.connection.replyQueue.get()
+        d.addErrback(lambda f: None)
+        return d
+
+    def test_unansweredIsAborted(self):
+        self.wait()
+        self.clock.pump([0.5] * 5)
+        self.clock.runSoon()
+        self.assertTrue(self.connection.transport.aborted)
+
+    def test_answersInTimeAreNot(self):
+        for _ in range(10):
+            self.wait()
+            self.clock.advance(0.5)
+            self.connection.replyQueue.put("OK")
+            self.clock.runSoon()
+        self.assertFalse(self.connection.transport.aborted)
+
+    def test_answerReadAfterAStall(self):
+        """
+        This process stalled: the answer came, but is read only after the
+        timer's turn.  The timer looks again after the sockets: no abort.
+        """
+        self.wait()
+        self.clock.advance(0.5)
+        self.clock.advance(2.0)  # the stall; the check finds it overdue
+        self.connection.replyQueue.put("OK")  # the turn's I/O reads the answer
+        self.clock.runSoon()
+        self.assertFalse(self.connection.transport.aborted)

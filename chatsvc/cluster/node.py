@@ -196,7 +196,14 @@ class _Watchdog:
         now = self.clock.seconds()
         if waiting[0] is not self._oldest:
             self._oldest, self._since = waiting[0], now
-        elif now - self._since >= self.timeout and self.connection.transport is not None:
+        elif now - self._since >= self.timeout:
+            # Once more after the reactor's next look at the sockets: if
+            # this process itself stalled, the answer may be there, unread.
+            self.clock.callLater(0, self._confirm, self._oldest)
+
+    def _confirm(self, oldest) -> None:
+        waiting = self.connection.replyQueue.waiting
+        if waiting and waiting[0] is oldest and self.connection.transport is not None:
             self.connection.transport.abortConnection()
 
 
