@@ -583,6 +583,58 @@ class GatewayTests(ClusterTestCase):
         self.assertEqual(received.count(b"PRIVMSG #lobby :hello from IRC"), 0)  # no echo
         self.assertEqual(received.count(b"PRIVMSG carol :psst"), 1)
 
+    async def test_browserOnAnotherNode(self) -> None:
+        """
+        A browser (the web gateway's WebSocket, as the page uses it) on one
+        node and a line user on another: the browser's login sees the
+        cluster, messages and private messages cross both ways, each once,
+        and the browser's own message comes back with the id Redis gave.
+        """
+        from twisted.internet import reactor
+        from twisted.web.websocket import WebSocketClientEndpoint
+
+        from tests.test_web_socket import _Factory as BrowserFactory
+
+        await self.startRedis()
+        (a,) = await self.nodes(1)
+        b = await self.node("--web", LOOPBACK.format(port=0), listeners=2)
+        (bob,) = await self.members({a: ["bob"]})
+        endpoint = WebSocketClientEndpoint.new(reactor, f"http://127.0.0.1:{b.port(1)}/ws")
+        alice = await withDeadline(
+            defer.ensureDeferred(endpoint.connect(BrowserFactory())), "the browser's connect"
+        )
+        self.addCleanup(lambda: alice.closed.called or alice.transport.transport.abortConnection())
+        alice.send("bob")
+        refused = await alice.expect(type="error", code="reuse")
+        self.assertIn("is taken (by bob)", refused["text"])
+        alice.send("alice")
+        success = await alice.expect(type="success")
+        self.assertEqual(success["room"], "lobby")
+        await bob.until(lambda c: "alice" in c.seen("lobby"), "alice's join")
+        alice.send("hello from the browser")
+        own = await alice.expect(type="message", **{"from": "alice"})
+        got = await bob.find(kind("message", text="hello from the browser"), what="the message")
+        self.assertEqual(own["id"], got["id"])
+        bob.sendLine("hello from the line")
+        back = await alice.expect(type="message", **{"from": "bob"})
+        self.assertEqual(back["text"], "hello from the line")
+        self.assertGreater(back["id"], own["id"])
+        alice.send("/msg bob psst")
+        private = await bob.find(kind("private", text="psst"), what="the private message")
+        self.assertEqual((private["from"], private["to"]), ("alice", "bob"))
+        await self.sync([bob], "lobby", "the end")
+        await alice.expect(type="message", text="the end")
+        self.assertEqual(
+            bob.texts("lobby"),
+            Counter(
+                {
+                    ("alice", "hello from the browser"): 1,
+                    ("bob", "hello from the line"): 1,
+                    ("bob", "the end"): 1,
+                }
+            ),
+        )
+
 
 class SharedPortTests(ClusterTestCase):
     async def test_threeNodesOnePort(self) -> None:
