@@ -240,6 +240,15 @@ def _median(records: list[dict], key) -> float | None:
     return statistics.median(values) if values else None
 
 
+def _per(record: dict, key: str) -> float | None:
+    """
+    The inverse of C{record[key]}: calls per publish as publishes per
+    call (all scripts' calls count, but under load nearly all publish).
+    """
+    v = record.get(key)
+    return 1 / v if v else None
+
+
 def _fmt(v: float | None, digits: int = 2) -> str:
     if v is None:
         return "—"
@@ -273,6 +282,8 @@ def tables(records: list[dict], servers: list[str]) -> str:
         ("published/s", "published_per_s", 0),
         ("Redis CPU µs/publish", "redis_cpu_us_per_publish", 2),
         ("EVALSHA µs/publish", "evalsha_us_per_publish", 2),
+        ("publishes per EVALSHA", lambda r: _per(r, "evalsha_calls_per_publish"), 1),
+        ("publishes per XREAD", lambda r: _per(r, "xread_calls_per_publish"), 1),
         ("XREAD µs/publish", "xread_us_per_publish", 2),
         ("node µs/publish", "node_us_per_publish", 1),
         ("runs", lambda r: 1, 0),
@@ -382,6 +393,16 @@ def redisAlone(alone: dict) -> str:
             f"CPU/entry ({read['count_1000']['xread_us_per_entry']} in XREAD); COUNT 1 one at a "
             f"time: {read['count_1']['cpu_us_per_entry']} µs CPU/entry "
             f"({read['count_1']['xread_us_per_entry']} in XREAD)",
+            *(
+                f"publishMany of {k} events pipelined: {b['publish']['publishes_per_s']:,} "
+                f"messages/s at Redis CPU {b['publish']['redis_cpu']:.2f}; "
+                f"{b['publish']['cpu_us_per_publish']} µs CPU/message, "
+                f"{b['publish'].get('script_us_per_publish')} µs in the script; its bus read "
+                f"(COUNT {b['read']['batched']['count']}): "
+                f"{b['read']['batched']['cpu_us_per_event']} µs CPU/message "
+                f"({b['read']['batched']['xread_us_per_event']} in XREAD)"
+                for k, b in alone.get("batched", {}).items()
+            ),
         ]
     )
 

@@ -18,6 +18,10 @@ the figures feed the paper estimate in RESULTS.md.
   - C{readCost}: the bus read back the way a node reads it (C{XREAD COUNT
     1000}, and C{COUNT 1} as a node reads at a low rate, one entry per
     wake-up): Redis's CPU per entry per reader.
+  - C{batchCost}: the same two for the script a busy node runs once per
+    reactor turn (C{publishMany}, when the measured chatsvc has it): K
+    events per call and per bus entry, so Redis's CPU per event, to
+    publish it and for each reader to read it, falls with K.
 """
 
 from __future__ import annotations
@@ -50,28 +54,34 @@ ORIGIN = "fa00b353f145:1"
 BUS_LENGTH = 100000
 
 
-def publishScript() -> str:
+#: Events per C{publishMany} call measured by L{batchCost}: a turn of a
+#: few events, and a busy sender's turn (the node's cap is 256).
+BATCHES = (16, 128)
+
+
+def publishScript(name: str = "publish") -> str | None:
     """
-    The publish script the measured nodes run: the pinned chatsvc's
-    (C{--chatsvc-rev}) if there is one, else the work tree's.
+    A cluster script the measured nodes run: the pinned chatsvc's
+    (C{--chatsvc-rev}) if there is one, else the work tree's; C{None} if
+    that chatsvc has no script of that name.
     """
     from benchmarks.servers import PINNED
 
     if not PINNED:
         from chatsvc.cluster.scripts import SCRIPTS
 
-        return SCRIPTS["publish"]
+        return SCRIPTS.get(name)
     import importlib.util
 
     path = Path(PINNED["tree"]) / "chatsvc/cluster/scripts.py"
     spec = importlib.util.spec_from_file_location("_pinned_cluster_scripts", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.SCRIPTS["publish"]
+    return module.SCRIPTS.get(name)
 
 
-def _publishSha(client: RedisClient) -> str:
-    source = publishScript()
+def _publishSha(client: RedisClient, name: str = "publish") -> str:
+    source = publishScript(name)
     sha = client.call("SCRIPT", "LOAD", source)
     assert sha == hashlib.sha1(source.encode()).hexdigest()
     # The sender holds a name: the script checks that first.
@@ -81,6 +91,15 @@ def _publishSha(client: RedisClient) -> str:
 
 def _publishArgs(sha: str) -> list[str]:
     return ["EVALSHA", sha, "0", EVENT, "r0", "1", "", ORIGIN, str(BUS_LENGTH)]
+
+
+def _publishManyArgs(sha: str, events: int) -> list[str]:
+    """
+    C{publishMany} of C{events} room messages from one sender (as a node
+    sends one flat-out sender's turn): ARGV done, maxlen, then four per
+    event.
+    """
+    return ["EVALSHA", sha, "0", "", str(BUS_LENGTH), *[EVENT, "r0", "1", ORIGIN] * events]
 
 
 def _percentiles(samples: list[int]) -> dict:
@@ -135,37 +154,52 @@ def redisBenchmarkPing(port: int, count: int = 50000) -> dict:
     return {row[0]: dict(zip(rows[0][1:], map(float, row[1:]), strict=True)) for row in rows[1:]}
 
 
-def publishCost(redis: RedisServer, count: int = 200000) -> dict:
+def publishCost(redis: RedisServer, count: int = 200000, events: int = 0) -> dict:
     """
     The publish script pipelined as busy nodes send it: Redis's CPU per
     publish (µs, /proc), its own time in the script (µs per call, INFO
-    commandstats), and publishes per second.
+    commandstats), and publishes per second.  With C{events}, the
+    C{publishMany} script instead, C{events} messages a call (C{count}
+    messages in all): the figures are per message, not per call.
     """
     client = RedisClient(redis.port)
     try:
-        sha = _publishSha(client)
+        if events:
+            args = _publishManyArgs(_publishSha(client, "publishMany"), events)
+            calls = max(1, count // events)
+        else:
+            args, calls = _publishArgs(_publishSha(client)), count
         client.call("CONFIG", "RESETSTAT")
         cpu0, t0 = cpuSeconds(redis.pid), time.monotonic()
         argv = [REDIS_BENCHMARK, "-h", "127.0.0.1", "-p", str(redis.port)]
-        argv += ["-c", "4", "-P", "32", "-n", str(count), "-q", *_publishArgs(sha)]
+        pipeline = "32" if events < 32 else "4"
+        argv += ["-c", "4", "-P", pipeline, "-n", str(calls), "-q", *args]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
         cpu1, t1 = cpuSeconds(redis.pid), time.monotonic()
         stats = client.commandStats()
     finally:
         client.close()
     calls = stats.get("evalsha", {}).get("calls", 0)
-    return {
-        "publishes": int(calls),
+    published = calls * (events or 1)
+    out = {
+        "publishes": int(published),
         "seconds": round(t1 - t0, 3),
-        "publishes_per_s": round(calls / (t1 - t0)),
+        "publishes_per_s": round(published / (t1 - t0)),
         "redis_cpu": round((cpu1 - cpu0) / (t1 - t0), 3),
-        "cpu_us_per_publish": round((cpu1 - cpu0) / calls * 1e6, 2) if calls else None,
+        "cpu_us_per_publish": round((cpu1 - cpu0) / published * 1e6, 2) if calls else None,
         "script_us_per_call": round(stats["evalsha"]["usec"] / calls, 2) if calls else None,
-        "redis_benchmark": done.stdout.strip().splitlines()[-1:] or done.stderr[-200:],
+        # Its line repeats the command (long for a batch): the figures only.
+        "redis_benchmark": [x.rpartition(": ")[2] for x in done.stdout.strip().splitlines()[-1:]]
+        or done.stderr[-200:],
     }
+    if events:
+        out["events_per_call"] = events
+        if calls:
+            out["script_us_per_publish"] = round(stats["evalsha"]["usec"] / published, 3)
+    return out
 
 
-def readCost(redis: RedisServer, batched: int = 400, single: int = 20000) -> dict:
+def readCost(redis: RedisServer, batched: int = 400, single: int = 20000, events: int = 1) -> dict:
     """
     The bus (filled by L{publishCost}) read back as a node reads it:
     C{XREAD COUNT 1000} (a node under load gets up to 1000 entries a
@@ -177,11 +211,19 @@ def readCost(redis: RedisServer, batched: int = 400, single: int = 20000) -> dic
     Every read starts at the bus's first entry (an entry costs the same to
     send whichever it is), so the replies are all as long as the first,
     and the pipelined ones are read back without being parsed.
+
+    With C{events} (the bus filled by C{publishMany} calls of that many
+    messages), only the pipelined read, about 4000 messages a call, and
+    the figures also per message.
     """
     client = RedisClient(redis.port)
     out = {}
+    reads = [(1000, batched, True), (1, single, False)]
+    if events > 1:
+        # Only under load are there batches, and under load reads are batched.
+        reads = [(max(1, 4000 // events), batched, True)]
     try:
-        for count, times, pipelined in ((1000, batched, True), (1, single, False)):
+        for count, times, pipelined in reads:
             request = client.encode("XREAD", "COUNT", count, "STREAMS", "chatsvc:bus", "0-0")
             client.sock.sendall(request)
             entries = len(client.reply()[0][1])
@@ -200,13 +242,20 @@ def readCost(redis: RedisServer, batched: int = 400, single: int = 20000) -> dic
             cpu1, t1 = cpuSeconds(redis.pid), time.monotonic()
             stats = client.commandStats().get("xread", {"calls": 0, "usec": 0})
             read = entries * times
-            out[f"count_{count}"] = {
+            figures = out[f"count_{count}" if events == 1 else "batched"] = {
                 "entries": read,
                 "seconds": round(t1 - t0, 3),
                 "cpu_us_per_entry": round((cpu1 - cpu0) / read * 1e6, 3),
                 "xread_us_per_call": round(stats["usec"] / max(1, stats["calls"]), 2),
                 "xread_us_per_entry": round(stats["usec"] / read, 3),
             }
+            if events > 1:
+                figures.update(
+                    count=count,
+                    events_per_entry=events,
+                    cpu_us_per_event=round((cpu1 - cpu0) / (read * events) * 1e6, 3),
+                    xread_us_per_event=round(stats["usec"] / (read * events), 3),
+                )
     finally:
         client.close()
     return out
@@ -243,18 +292,34 @@ class _NoSocket:
         raise _Short()
 
 
+def batchCost(redis: RedisServer, events: int) -> dict:
+    """
+    C{publishMany} of C{events} messages a call onto an emptied bus, and
+    that bus read back: Redis's costs per message.
+    """
+    client = RedisClient(redis.port)
+    try:
+        client.call("DEL", "chatsvc:bus")
+    finally:
+        client.close()
+    return {"publish": publishCost(redis, events=events), "read": readCost(redis, events=events)}
+
+
 def measure() -> dict:
     """
-    All three against one fresh Redis of our own.
+    All of them against one fresh Redis of our own.
     """
     with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
         redis = RedisServer(Path(directory))
         try:
-            return {
+            out = {
                 "round_trip": roundTrip(redis),
                 "publish": publishCost(redis),
                 "read": readCost(redis),
             }
+            if publishScript("publishMany") is not None:
+                out["batched"] = {str(k): batchCost(redis, k) for k in BATCHES}
+            return out
         finally:
             redis.stop()
 
