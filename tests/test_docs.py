@@ -58,8 +58,15 @@ SCANNED = (
 SKIPPED_DIRECTORIES = {"__pycache__", ".hypothesis", ".ruff_cache", "_trial_temp", "results"}
 
 #: Documents that are named on purpose although no clone has them: the
-#: report a partial benchmark run writes (C{benchmarks/run_all.py}).
-GENERATED = {"latest.md", "benchmarks/results/latest.md"}
+#: reports benchmark runs write (C{benchmarks/run_all.py},
+#: C{benchmarks/cluster.py}).
+GENERATED = {
+    "latest.md",
+    "benchmarks/results/latest.md",
+    "cluster-latest.md",
+    "benchmarks/results/cluster-latest.md",
+    "results/cluster-latest.md",
+}
 
 #: A document name: an optional relative directory, a name, C{.md} or
 #: C{.rst}.  Not preceded by a path character, so a URL's tail (a page
