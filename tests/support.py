@@ -215,9 +215,18 @@ class TwistdProcess(protocol.ProcessProtocol):
             raise
         return self
 
+    def wrapper(self) -> tuple[str, ...]:
+        """
+        A command that runs twistd's command line (and becomes it, so
+        that signals reach twistd): none here; C{ip netns exec NS} for a
+        node in a network namespace.
+        """
+        return ()
+
     def _spawn(self, service: str, args, cwd: str, env: dict | None) -> None:
         self._ready = defer.Deferred()
         argv = [
+            *self.wrapper(),
             sys.executable,
             "-c",
             "from twisted.scripts.twistd import run; run()",
@@ -231,7 +240,7 @@ class TwistdProcess(protocol.ProcessProtocol):
         environ["PYTHONUNBUFFERED"] = "1"
         if env:
             environ.update(env)
-        self.transport = reactor.spawnProcess(self, sys.executable, argv, env=environ, path=cwd)
+        self.transport = reactor.spawnProcess(self, argv[0], argv, env=environ, path=cwd)
 
     def port(self, index: int = 0) -> int:
         """

@@ -15,9 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 
-from twisted.internet import defer, reactor
 from twisted.trial.unittest import SkipTest
 
 from tests.redisserver import RedisConnection, RedisServer, skipUnlessRedis
@@ -90,25 +88,8 @@ class NamespacedNode(Node):
 
     namespace = ""
 
-    def _spawn(self, service: str, args, cwd: str, env) -> None:
-        self._ready = defer.Deferred()
-        argv = [
-            IP,
-            "netns",
-            "exec",
-            self.namespace,
-            sys.executable,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
-            "-n",
-            "--pidfile=",
-            service,
-            *args,
-        ]
-        environ = dict(os.environ)
-        environ.pop("NO_COLOR", None)
-        environ["PYTHONUNBUFFERED"] = "1"
-        self.transport = reactor.spawnProcess(self, IP, argv, env=environ, path=cwd)
+    def wrapper(self) -> tuple[str, ...]:
+        return (IP, "netns", "exec", self.namespace)
 
 
 class VethRedis(RedisServer):

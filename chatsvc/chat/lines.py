@@ -25,6 +25,7 @@ from chatsvc.chat.session import (
     ChatSession,
     IChatSink,
     Population,
+    SessionListener,
 )
 from chatsvc.net.lineproto import LineFactory, LineProtocol
 from chatsvc.net.text import decodeUTF8
@@ -38,7 +39,7 @@ _TLS_HANDSHAKE = 0x16
 
 
 @implementer(IChatSink, IBatchedListener)
-class ChatLineProtocol(LineProtocol):
+class ChatLineProtocol(SessionListener, LineProtocol):
     """
     One connection speaking the native line protocol: the sink of one
     L{ChatSession}.
@@ -90,18 +91,6 @@ class ChatLineProtocol(LineProtocol):
             self._batcher.pendingBytes += len(data)
         else:
             self.write(data)
-
-    def evicted(self, why: str) -> None:
-        """
-        The hub took this member's name away: the session says why.
-        """
-        self.session.evicted(why)
-
-    def notice(self, text: str) -> None:
-        """
-        A word from the server to this member (the hub's L{notice}).
-        """
-        self.session.notice(text)
 
     def fanout(self):
         """

@@ -116,6 +116,23 @@ class IChatSink(Interface):
     # (using the session's _ownInText, _rendering and deliverOwn).
 
 
+class SessionListener:
+    """
+    For a connection that is its member's listener itself (it takes the
+    hub's events on the fan-out's fast path): what the hub says to the
+    member about the server (L{Hub.notice}, L{Hub.evict}) goes to its
+    session, whose rendering it is.
+    """
+
+    session = None
+
+    def evicted(self, why: str) -> None:
+        self.session.evicted(why)
+
+    def notice(self, text: str) -> None:
+        self.session.notice(text)
+
+
 class Population:
     """
     What the sessions of every gateway on one hub share: one write batcher

@@ -26,7 +26,7 @@ from chatsvc.chat import events
 from chatsvc.chat.events import encoder
 from chatsvc.chat.interfaces import IBatchedListener
 from chatsvc.chat.lines import ChatLimits
-from chatsvc.chat.session import Population
+from chatsvc.chat.session import Population, SessionListener
 from chatsvc.irc.session import ROOM_TALK, IRCSession
 from chatsvc.irc.wire import LINE_MAX, TAGS_MAX, decodeIRC, formatLine
 from chatsvc.net.lineproto import ConnectionPolicy, LineFactory, LineProtocol
@@ -41,7 +41,7 @@ SERVER_NAME = "chatsvc"
 
 
 @implementer(IBatchedListener)
-class IRCConnection(LineProtocol):
+class IRCConnection(SessionListener, LineProtocol):
     """
     One IRC client's connection: the sink of its L{IRCSession}, and the
     Hub's listener for its member (L{deliver}).
@@ -81,18 +81,6 @@ class IRCConnection(LineProtocol):
                 self.write(data)
         else:
             session.deliverOther(event)
-
-    def evicted(self, why: str) -> None:
-        """
-        The hub took this member's name away: the session says why.
-        """
-        self.session.evicted(why)
-
-    def notice(self, text: str) -> None:
-        """
-        A word from the server to this member (the hub's L{notice}).
-        """
-        self.session.notice(text)
 
     def fanout(self):
         """

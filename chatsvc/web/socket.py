@@ -34,7 +34,7 @@ from zope.interface import implementer
 from chatsvc.chat import events
 from chatsvc.chat.events import JSON, SENT, TEXT
 from chatsvc.chat.interfaces import IBatchedListener
-from chatsvc.chat.session import ChatSession, IChatSink
+from chatsvc.chat.session import ChatSession, IChatSink, SessionListener
 from chatsvc.net.oplog import peerName
 from chatsvc.net.output import appendOwn, isPlainTCP, sendNow, takeOutput
 
@@ -96,7 +96,7 @@ _HEADERS = [bytes((0x81, n)) for n in range(126)]
 
 
 @implementer(IChatSink, IBatchedListener, IPushProducer)
-class WebChat:
+class WebChat(SessionListener):
     """
     One WebSocket connection (a C{twisted.web.websocket}
     C{WebSocketProtocol}), the sink of its session.
@@ -288,18 +288,6 @@ class WebChat:
             sendNow(self._transport, data)
         else:
             self._transport.write(data)
-
-    def evicted(self, why: str) -> None:
-        """
-        The hub took this member's name away: the session says why.
-        """
-        self.session.evicted(why)
-
-    def notice(self, text: str) -> None:
-        """
-        A word from the server to this member (the hub's L{notice}).
-        """
-        self.session.notice(text)
 
     def fanout(self):
         """
