@@ -46,7 +46,7 @@ from benchmarks import metrics
 from benchmarks.cluster_nodes import Mark, mark
 from benchmarks.loadgen import runLoad
 from benchmarks.procstat import rssKiB
-from benchmarks.run_all import RESULTS_DIR, machineInfo
+from benchmarks.run_all import RESULTS_DIR, machineInfo, noteHealth
 from benchmarks.servers import CLUSTER, SERVERS, Running, commandLine, pinChatsvc
 
 #: The servers of a session, in table order: the baseline first.
@@ -191,15 +191,7 @@ def runOne(server, scenario, timing, workers: int) -> dict:
             ),
             3,
         )
-        summary["load_avg"] = round(os.getloadavg()[0], 2)
-        tracebacks, last = running.logErrors()
-        if tracebacks:
-            summary["server_tracebacks"] = tracebacks
-            summary["server_traceback_last"] = last
-            print(f"  ({server.name} logged {tracebacks} traceback(s): {last})", file=sys.stderr)
-        if not running.alive():
-            last = running.logTail(300).strip().splitlines() or ["?"]
-            summary["error"] = f"server died: {last[-1]}"
+        noteHealth(server, running, summary)
         return summary
     finally:
         window.wait()

@@ -206,13 +206,9 @@ class RedisServer:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        from benchmarks.servers import stopProcess
+
+        stopProcess(self.proc)
         try:
             self.client.close()
         except AttributeError:

@@ -105,6 +105,22 @@ def machineInfo() -> dict:
     return info
 
 
+def noteHealth(server, running, summary: dict) -> None:
+    """
+    Record in a run's C{summary} the load average, and what went wrong
+    with the server: the tracebacks it logged, or its death.
+    """
+    summary["load_avg"] = round(os.getloadavg()[0], 2)
+    tracebacks, last = running.logErrors()
+    if tracebacks:
+        summary["server_tracebacks"] = tracebacks
+        summary["server_traceback_last"] = last
+        print(f"  ({server.name} logged {tracebacks} traceback(s): {last})", file=sys.stderr)
+    if not running.alive():
+        last = running.logTail(300).strip().splitlines() or ["?"]
+        summary["error"] = f"server died: {last[-1]}"
+
+
 def runOne(server, scenario, timing, workers: int, profile: bool) -> dict:
     """
     Start C{server}, put C{scenario}'s load on it, stop it; the summary.
@@ -127,15 +143,7 @@ def runOne(server, scenario, timing, workers: int, profile: bool) -> dict:
         summary = metrics.summarize(scenario, raw, timing.window, server.relay)
         if server.tls:
             summary["tls"] = next((r.tls for r in raw["results"] if r.tls), "")
-        summary["load_avg"] = round(os.getloadavg()[0], 2)
-        tracebacks, last = running.logErrors()
-        if tracebacks:
-            summary["server_tracebacks"] = tracebacks
-            summary["server_traceback_last"] = last
-            print(f"  ({server.name} logged {tracebacks} traceback(s): {last})", file=sys.stderr)
-        if not running.alive():
-            last = running.logTail(300).strip().splitlines() or ["?"]
-            summary["error"] = f"server died: {last[-1]}"
+        noteHealth(server, running, summary)
         return summary
     finally:
         for spy in spies:

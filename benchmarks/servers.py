@@ -298,6 +298,19 @@ def _dirty() -> str:
         return ""
 
 
+def stopProcess(proc: subprocess.Popen) -> None:
+    """
+    SIGTERM, a few seconds' grace, then SIGKILL.
+    """
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(8)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
 def pinChatsvc(rev: str) -> str:
     """
     Export chatsvc (and its twistd plugin) at git revision C{rev} into a
@@ -454,13 +467,7 @@ class Running:
         """
         SIGTERM, a few seconds' grace, then SIGKILL; remove the directory.
         """
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(8)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stopProcess(self.proc)
         self.log.close()
         code = self.proc.returncode
         shutil.rmtree(self.dir, ignore_errors=True)
