@@ -330,6 +330,32 @@ class FailureTests(ClusterTestCase):
         member, _ = await b.login("alice")
         self.assertEqual(member.name, "alice")
 
+    async def test_busTrimmedPastANode(self):
+        """
+        The bus no longer holds the last entry a node read (it was away
+        longer than the bus keeps): it starts over from a snapshot, and
+        its copy of the state and its delivery are right again.
+        """
+        a, b = await self.startCluster(2)
+        alice, _ = await a.login("alice")
+        bob, bobHears = await b.login("bob")
+        await waitFor(lambda: len(b.hub.who("lobby")[1]) == 2, "alice on b")
+        await waitFor(lambda: len(a.hub.who("lobby")[1]) == 2, "bob on a")
+        from twisted.logger import globalLogPublisher
+
+        logged = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        b.cluster._goDown("a test")
+        redisCommand(self.redis.port, "XTRIM", "chatsvc:bus", "MAXLEN", "0")
+        await a.login("carol")
+        await waitFor(lambda: b.cluster.up, "b to come back")
+        self.assertEqual([e.get("event") for e in logged].count("cluster-gap"), 1)
+        self.assertEqual(b.hub.who("lobby")[1], ["alice", "bob", "carol"])
+        a.hub.say(alice, alice.rooms["lobby"], "after")
+        await waitFor(lambda: said(bobHears), "the message after")
+        self.assertEqual([t for _, t, _ in said(bobHears)], ["after"])
+
     async def test_outageDeliversLocallyAndQueues(self):
         a, b = await self.startCluster(2, queueLimit=3)
         alice, _ = await a.login("alice")

@@ -624,15 +624,17 @@ class ClusterNode:
             kept = yield command.execute_command("XRANGE", BUS, self._lastSeen, self._lastSeen)
             if not kept:
                 log.warn(
-                    "cluster: the bus no longer holds what this node last read (the outage "
-                    "outlasted --cluster-queue's worth of traffic): starting over from a "
-                    "snapshot; its users miss what was said meanwhile elsewhere",
+                    "cluster: the bus no longer holds what this node last read (it keeps "
+                    "about {length} entries, fewer than went by during the outage): starting "
+                    "over from a snapshot; its users miss what was said meanwhile elsewhere",
+                    length=self.busLength,
                     event="cluster-gap",
                 )
                 yield self._snapshot(command, first)
-        # What Redis must not give out or forget, should it have lost its data.
-        for key, name, lastId in self.state.lastIds():
-            yield command.execute_command(
+        # What Redis must not give out or forget, should it have lost its
+        # data: sent together, answered in order.
+        seeds = [
+            command.execute_command(
                 "EVAL",
                 "local v = tonumber(redis.call('HGET', KEYS[1], 'last') or '0') "
                 "if v < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], 'last', ARGV[2]) "
@@ -645,10 +647,14 @@ class ClusterNode:
                 lastId,
                 key,
             )
+            for key, name, lastId in self.state.lastIds()
+        ]
         if lost:
-            for key, name, topic in self.state.topics():
-                text, setter, ts = topic
-                yield self._eval(command, "topic", key, name, text, setter, repr(ts))
+            seeds += [
+                self._eval(command, "topic", key, name, text, setter, repr(ts))
+                for key, name, (text, setter, ts) in self.state.topics()
+            ]
+        yield defer.gatherResults(seeds, consumeErrors=True)
         if not first:
             yield self._rejoin(command, silent=lost)
         # The queue, in order; what is queued while it is sent goes after.
@@ -675,7 +681,6 @@ class ClusterNode:
                 dropped=self.dropped - self._droppedAtDown,
                 event="cluster-up",
             )
-        if not first:
             self.hub.notice(BACK_NOTICE)
         self._downSince = None
         self.up = True
