@@ -4,8 +4,9 @@ The chat domain: names, rooms, membership, message ids, topics and events.
 Pure Python: no sockets, no reactor, no formatting.  Time comes from the
 C{clock} passed in (anything with C{seconds()}), history goes to the
 store passed in (L{IHistory}), and every event leaves through one seam,
-the bus (L{IBus}: L{LocalBus} here; a cluster bus later), which hands it
-back to L{Hub.deliver} on every node.
+the bus (L{IBus}: L{LocalBus} here; a cluster's goes through Redis,
+L{chatsvc.cluster.node}), which hands it back to L{Hub.deliver} on every
+node.
 
 What all nodes must agree on (taken names, who is in which room, message
 ids, topics) is asked of a second seam, the state (L{IChatState}:

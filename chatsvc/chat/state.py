@@ -3,24 +3,23 @@ The chat's shared state: names, membership, message ids and topics.
 
 L{LocalState} keeps it in this process's memory, which is all a single
 server needs.  A cluster replaces it (through L{IChatState}) with a store
-all nodes share, so its shape is chosen for that:
+all nodes share (L{ReplicaState<chatsvc.cluster.replica.ReplicaState>}
+on Redis), so its shape is chosen for that:
 
   - everything is keyed by strings and holds plain data: a member is its
     id (C{Member.id}) and its shown name, never an object, so every call
     maps to a few Redis commands on keys like C{name:KEY -> memberId},
-    C{member:ID -> name}, C{room:KEY:members} (ordered by entry),
-    C{room:KEY:next} (C{INCR}) and C{room:KEY:topic};
+    C{member:ID}, C{room:KEY:members} (ordered by entry) and C{room:KEY};
   - every call is atomic on its own: a claim of several keys, and a
-    rename (claim the new keys, then release the old ones), would be one
-    Lua script, so no other node sees half of it.
+    rename (claim the new keys, then release the old ones), are one Lua
+    script each there (L{chatsvc.cluster.scripts}), so no other node
+    sees half of either.
 
-The calls are synchronous, as this one answers at once.  A Redis state
-answers later; it would return Deferreds from the same calls, and the
-Hub's callers of C{claim}, C{rename}, C{enter} and C{nextId} would then
-chain on them (an C{inlineCallbacks} login, join and say), while the
-read-only ones (C{who}, C{roomList}, C{holder}, C{topic}) could be
-answered the same way or from a local cache that the bus keeps fresh.
-The fan-out itself never asks the state anything.
+The calls answer at once here.  The cluster's C{claim} and C{rename}
+answer later, with a Deferred (the Hub's C{login} and C{rename} then
+return one, and the sessions wait on it); its other calls answer at once
+from a copy of the shared state that the bus keeps fresh.  The fan-out
+itself never asks the state anything.
 """
 
 from __future__ import annotations
